@@ -1,0 +1,5 @@
+"""micrograde: grade cryo-EM micrographs good / medium / bad."""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""Content-addressed cache of preprocessed micrographs.
+
+The key is a digest of the file's content digest, the frame index and the preprocessing
+configuration, so re-ingesting the same bytes with the same parameters finds the entry, and
+changed parameters give a new key (the old entry stays until the cache is cleaned). Entries are
+``.npz`` files written atomically; the cache may be deleted at any time and is rebuilt by ingest.
+
+Arrays in an entry:
+
+- ``image``: float32 (image_size, image_size), robustly normalised, at the target pixel size
+- ``spectrum``: float32 (spectrum_size, spectrum_size), log power spectrum from the
+  full-resolution image on the fixed frequency grid, normalised; zeros when unavailable
+- ``thumbnail``: uint8 (h, w), display image keeping the detector's aspect ratio
+- ``radial``: float32 (n,), radial profile of the power spectrum; ``radial_freq``: its 1/A axis
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_save_npz
+from .config import PreprocessConfig
+
+__all__ = ["cache_key", "cache_path", "save_entry", "load_entry", "has_entry", "CacheMissError"]
+
+
+class CacheMissError(FileNotFoundError):
+    """The cache entry is missing (the cache was cleaned): re-run ingest to rebuild it."""
+
+
+def cache_key(content_digest: str, frame: int, config: PreprocessConfig) -> str:
+    h = hashlib.sha256(f"{content_digest}:{frame}:{config.digest()}".encode())
+    return h.hexdigest()[:32]
+
+
+def cache_path(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / key[:2] / f"{key}.npz"
+
+
+def has_entry(cache_dir: Path, key: str) -> bool:
+    return cache_path(cache_dir, key).is_file()
+
+
+def save_entry(cache_dir: Path, key: str, **arrays: np.ndarray) -> Path:
+    path = cache_path(cache_dir, key)
+    atomic_save_npz(path, **arrays)
+    return path
+
+
+def load_entry(cache_dir: Path, key: str) -> dict[str, np.ndarray]:
+    path = cache_path(cache_dir, key)
+    try:
+        with np.load(path) as npz:
+            return {name: npz[name] for name in npz.files}
+    except FileNotFoundError as exc:
+        raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc

@@ -1,0 +1,103 @@
+"""Typed configuration shared by the command line, the flows and the library.
+
+Every object is a pydantic model with ``extra="forbid"`` and frozen, so a typo in a
+session file or a keyword is an error, and a configuration can be hashed into cache keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "LABELS",
+    "EXPERTISE_LEVELS",
+    "REASON_TAGS",
+    "Label",
+    "Expertise",
+    "StackMode",
+    "FrozenModel",
+    "PreprocessConfig",
+    "SessionMeta",
+    "IngestConfig",
+    "config_digest",
+]
+
+#: Class order used everywhere (model outputs, probabilities, confusion matrices).
+LABELS: tuple[str, ...] = ("good", "medium", "bad")
+#: Expertise levels, lowest to highest.
+EXPERTISE_LEVELS: tuple[str, ...] = ("undergrad", "grad", "postdoc", "senior-scientist")
+#: Reason tags an annotator may attach to a label.
+REASON_TAGS: tuple[str, ...] = (
+    "crystalline-ice",
+    "thick-ice",
+    "contamination",
+    "drift",
+    "empty",
+    "carbon",
+    "crack",
+    "other",
+)
+
+Label = Literal["good", "medium", "bad"]
+Expertise = Literal["undergrad", "grad", "postdoc", "senior-scientist"]
+StackMode = Literal["auto", "movie", "micrographs"]
+
+
+class FrozenModel(BaseModel):
+    """Base for every configuration object: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreprocessConfig(FrozenModel):
+    """How a full-resolution micrograph becomes cached model inputs and scores."""
+
+    target_pixel_size: float = Field(4.0, gt=0, description="Angstrom per pixel after Fourier cropping")
+    image_size: int = Field(256, ge=32, le=2048, description="side of the square cached image (pixels)")
+    spectrum_size: int = Field(256, ge=32, le=2048, description="side of the square cached power spectrum")
+    spectrum_tile: int = Field(512, ge=64, description="tile side of the tile-averaged periodogram")
+    spectrum_max_freq: float = Field(
+        1 / 3.2, gt=0, description="highest spatial frequency (1/A) on the fixed spectrum grid"
+    )
+    clip_sigma: float = Field(4.0, gt=0, description="outlier clip (in robust sigma) before standardising")
+    thumbnail_size: int = Field(512, ge=64, le=2048, description="side of the display thumbnail")
+
+    def digest(self) -> str:
+        return config_digest(self)
+
+
+class SessionMeta(FrozenModel):
+    """Acquisition metadata of a session (grid square collection).
+
+    Given on the command line, in a ``session.json`` file in the session folder, or read from
+    MRC/EPU headers where present. Unknown values stay ``None``.
+    """
+
+    name: str | None = None
+    microscope: str | None = None
+    detector: str | None = None
+    grid_material: str | None = Field(None, description="e.g. Cu, Au")
+    grid_maker: str | None = Field(None, description="e.g. Quantifoil, C-flat, UltrAuFoil")
+    dose: float | None = Field(None, ge=0, description="total dose, e/A^2")
+
+
+class IngestConfig(FrozenModel):
+    """Options of one ingest run."""
+
+    session: str | None = Field(None, description="session name; default: the parent folder name")
+    pixel_size: float | None = Field(None, gt=0, description="Angstrom/pixel for files whose header has none")
+    stack: StackMode = "auto"
+    recursive: bool = True
+    permissive: bool = False
+    meta: SessionMeta = SessionMeta()
+    preprocess: PreprocessConfig = PreprocessConfig()
+
+
+def config_digest(model: BaseModel) -> str:
+    """A short, stable digest of a configuration (sorted JSON, sha256)."""
+    payload = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
