@@ -1,0 +1,35 @@
+"""Process-level settings for Prefect, applied by the command line before Prefect is imported.
+
+Prefect runs fully offline against an ephemeral local server whose SQLite database lives under
+PREFECT_HOME. We keep PREFECT_HOME inside the workspace unless the user set one, switch off
+analytics and telemetry, and give the ephemeral server 90 s to start on slow machines. A user's
+own settings (``PREFECT_API_URL`` for a Prefect server, for instance) always win.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["configure_prefect", "PREFECT_DEFAULTS"]
+
+PREFECT_DEFAULTS: dict[str, str] = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+}
+
+
+def configure_prefect(workspace: str | Path | None = None) -> None:
+    """Set Prefect's environment defaults (never overriding what the user already set)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if workspace is not None and "PREFECT_HOME" not in os.environ:
+        home = Path(workspace).expanduser().resolve() / ".prefect"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)

@@ -1,0 +1,146 @@
+"""Out-of-distribution warnings: micrographs unlike anything the model was trained on.
+
+Compares each session of a predictions table with the model card's training diversity table
+(detector, pixel size, grid material) and score ranges, and says plainly what is new. A model
+still predicts on such data, but its grades deserve a reviewer's look and a few labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+__all__ = ["OodWarning", "ood_warnings", "PIXEL_SIZE_TOLERANCE", "SCORE_OUTSIDE_FRACTION"]
+
+#: A pixel size counts as seen when within this relative distance of a training pixel size.
+PIXEL_SIZE_TOLERANCE = 0.10
+#: A score warns when more than this fraction of a session's micrographs fall outside its range.
+SCORE_OUTSIDE_FRACTION = 0.20
+
+_ADVICE = "Treat its grades with care: review some of them and label a few for the next training."
+_SCORE_NAMES = {
+    "ice_ring_score": "ice-ring score",
+    "thon_reach_A": "Thon-ring reach (A)",
+    "anisotropy": "spectrum anisotropy",
+    "contrast": "contrast",
+    "dark_fraction": "dark (contaminated) fraction",
+}
+
+
+@dataclass(frozen=True)
+class OodWarning:
+    """One warning: ``kind`` is ``detector``, ``pixel_size``, ``grid_material``, ``score`` or ``card``."""
+
+    session: str
+    kind: str
+    message: str
+    values: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _known(values: Iterable) -> list:
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()):
+            continue
+        out.append(v)
+    return out
+
+
+def _fmt_list(values: Iterable) -> str:
+    items = sorted({str(v) for v in values})
+    return ", ".join(items) if items else "none recorded"
+
+
+def _category_warnings(session: str, rows: pd.DataFrame, seen_records: list[Mapping], column: str, what: str) -> list[OodWarning]:
+    if column not in rows.columns:
+        return []
+    seen = _known(rec.get(column) for rec in seen_records)
+    if not seen:  # training data did not record it: nothing to compare against
+        return []
+    seen_norm = {str(v).strip().casefold() for v in seen}
+    new = sorted({str(v) for v in _known(rows[column].tolist()) if str(v).strip().casefold() not in seen_norm})
+    if not new:
+        return []
+    plural = "s" if len(new) > 1 else ""
+    msg = (
+        f"Session {session!r}: {what}{plural} {', '.join(repr(v) for v in new)} never seen in training "
+        f"(the model saw: {_fmt_list(seen)}). {_ADVICE}"
+    )
+    return [OodWarning(session, column, msg, tuple(new))]
+
+
+def _pixel_size_warnings(session: str, rows: pd.DataFrame, seen_records: list[Mapping]) -> list[OodWarning]:
+    if "pixel_size" not in rows.columns:
+        return []
+    seen = [float(v) for v in _known(rec.get("pixel_size") for rec in seen_records)]
+    if not seen:
+        return []
+    sizes = sorted({round(float(v), 4) for v in _known(pd.to_numeric(rows["pixel_size"], errors="coerce").tolist())})
+    new = [s for s in sizes if not any(abs(s - t) <= PIXEL_SIZE_TOLERANCE * t for t in seen)]
+    if not new:
+        return []
+    msg = (
+        f"Session {session!r}: pixel size {', '.join(f'{s:g} A' for s in new)} is more than "
+        f"{PIXEL_SIZE_TOLERANCE:.0%} away from every pixel size seen in training "
+        f"({', '.join(f'{s:g} A' for s in sorted(set(seen)))}). {_ADVICE}"
+    )
+    return [OodWarning(session, "pixel_size", msg, tuple(f"{s:g}" for s in new))]
+
+
+def _score_warnings(session: str, rows: pd.DataFrame, ranges: Mapping) -> list[OodWarning]:
+    out = []
+    for score, bounds in ranges.items():
+        if score not in rows.columns or bounds is None or len(bounds) != 2:
+            continue
+        lo, hi = (float(b) for b in bounds)
+        values = pd.to_numeric(rows[score], errors="coerce").dropna()
+        if values.empty:
+            continue
+        outside = int(((values < lo) | (values > hi)).sum())
+        frac = outside / len(values)
+        if frac > SCORE_OUTSIDE_FRACTION:
+            label = _SCORE_NAMES.get(score, score)
+            msg = (
+                f"Session {session!r}: {outside} of {len(values)} micrographs ({frac:.0%}) have a {label} "
+                f"outside the training range {lo:.3g} to {hi:.3g} (this session: {values.min():.3g} to "
+                f"{values.max():.3g}). {_ADVICE}"
+            )
+            out.append(OodWarning(session, "score", msg, (score,)))
+    return out
+
+
+def ood_warnings(predictions: pd.DataFrame, card: Mapping | None) -> list[OodWarning]:
+    """Warnings per session for detectors, pixel sizes and grid materials absent from the card's
+    ``training.diversity`` table (pixel sizes within +-10% count as seen), and for scores outside
+    ``score_ranges`` for more than 20% of a session's micrographs."""
+    if card is None or predictions.empty:
+        return []
+    training = card.get("training") or {}
+    diversity = [r for r in (training.get("diversity") or []) if isinstance(r, Mapping)]
+    ranges = card.get("score_ranges") or training.get("score_ranges") or {}
+    warnings: list[OodWarning] = []
+    if not diversity:
+        warnings.append(
+            OodWarning(
+                "",
+                "card",
+                "The model card has no training diversity table, so detectors, pixel sizes and grids "
+                "of these micrographs could not be compared with the training data.",
+            )
+        )
+    sessions = predictions["session"].fillna("(no session)").astype(str) if "session" in predictions.columns else None
+    groups = predictions.groupby(sessions, sort=True) if sessions is not None else [("(all)", predictions)]
+    for session, rows in groups:
+        if diversity:
+            warnings += _category_warnings(session, rows, diversity, "detector", "detector")
+            warnings += _pixel_size_warnings(session, rows, diversity)
+            warnings += _category_warnings(session, rows, diversity, "grid_material", "grid material")
+        if ranges:
+            warnings += _score_warnings(session, rows, ranges)
+    return warnings
