@@ -14,6 +14,9 @@ __all__ = ["main", "COMMAND_MODULES"]
 COMMAND_MODULES: tuple[str, ...] = (
     "micrograde.flows.cli_ingest",
     "micrograde.flows.cli_simulate",
+    "micrograde.flows.cli_augment",
+    "micrograde.flows.cli_train",
+    "micrograde.flows.cli_assess",
 )
 
 

@@ -142,7 +142,8 @@ def watch_state_path(ws: Workspace, watch_dir: str | Path) -> Path:
 
 def session_report_name(session: str) -> str:
     """The stable report folder of a session (``reports/session-<name>/``)."""
-    return "session-" + re.sub(r"[^A-Za-z0-9._-]+", "_", session).strip("._") or "session-unnamed"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", session).strip("._")
+    return f"session-{safe or 'unnamed'}"
 
 
 def sessions_of(ws: Workspace, micrograph_ids: list[int]) -> list[str]:
@@ -319,8 +320,7 @@ def run_watch(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: 
                 _ingest(out, handed, root, db_url, ingest_cfg, command, progress)
                 tracker.commit(handed)
         out.waiting = len(tracker.waiting)
-    new_ids = out.micrograph_ids if out.ingested else []
-    failures = _update_reports(out, ws, root, db_url, cfg, sessions_of(ws, new_ids), command, progress)
+    failures = _update_reports(out, ws, root, db_url, cfg, sessions_of(ws, out.micrograph_ids), command, progress)
     _maybe_start_retrain(out, ws, cfg)
     return _finish(out, failures)
 

@@ -125,13 +125,15 @@ def class_fraction_over_time(predictions: pd.DataFrame, bins: int = 12, max_sess
     return _png(fig)
 
 
-def confusion_matrix_plot(cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str] = LABELS) -> bytes:
+def confusion_matrix_plot(cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str] = LABELS, *,
+                          title: str = "Confusion matrix") -> bytes:
     """Counts with row-normalised shading; rows = consensus label, columns = predicted."""
     cm = np.asarray(cm, dtype=float)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     fig = _figure(4.2, 3.6)
     ax = fig.subplots()
+    ax.set_title(title, fontsize=9)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
@@ -173,8 +175,8 @@ def calibration_plot(curve, *, title: str = "Reliability (top-label confidence v
         x, y = _curve_xy(c)
         ok = np.isfinite(x) & np.isfinite(y)
         ax.plot(x[ok], y[ok], "o-", label=name)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.04)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
@@ -226,7 +228,7 @@ def class_counts_bar(counts: Mapping[str, int] | pd.DataFrame, *, title: str = "
             left += df[lab].to_numpy()
         ax.invert_yaxis()
         ax.set_xlabel("micrographs")
-        ax.legend(ncols=3, fontsize=8, frameon=False)
+        ax.legend(ncols=3, fontsize=8, frameon=False, loc="lower right", bbox_to_anchor=(1, 1.0))
     else:
         fig = _figure(4.5, 3)
         ax = fig.subplots()

@@ -106,7 +106,9 @@ def _item(row: pd.Series, get_images: ImageGetter | None, review_url: str | None
     )
     extra = ""
     if consensus is not None:
-        extra = f'<div class="meta">consensus label: <span class="pill {esc(consensus)}">{esc(consensus)}</span></div>'
+        verdict = " - disagrees with the prediction" if disagree else ""
+        extra = (f'<div class="meta">consensus label: <span class="pill {esc(consensus)}">{esc(consensus)}</span>'
+                 f"{esc(verdict)}</div>")
     review = f'<a class="review" href="{esc(link)}">review / relabel this micrograph</a>' if link else ""
     cls = "item disagree" if disagree else "item"
     return (
@@ -135,6 +137,7 @@ def gallery_section(
             + (f" ({k} least confident + {len(sample) - k} at random)" if len(rows) > per_class else "")
             + ", least confident first. Left: micrograph; right: power spectrum of the full-resolution image."
             + (" Each links to its review page in the labelling app." if review_url else "")
+            + " A red frame marks a prediction that disagrees with the experts' consensus label."
         )
         body = '<div class="gallery">' + "".join(_item(r, get_images, review_url) for _, r in sample.iterrows()) + "</div>"
     title = f"Gallery: {label} ({len(rows)})"

@@ -95,16 +95,16 @@ def scores_section(predictions: pd.DataFrame) -> str:
     body = img_tag(png, "score histograms by class")
     if extra:
         body += img_tag(plots.score_histograms(predictions, tuple(extra)), "further score histograms by class")
-    desc = [["metric", "class", "median", "10th pct", "90th pct"]]
     rows = []
     for score in ("ice_ring_score", "thon_reach_A", *extra):
         if score not in predictions.columns:
             continue
+        cells = [score]
         for lab in LABELS:
             v = pd.to_numeric(predictions.loc[predictions["label"] == lab, score], errors="coerce").dropna()
-            if len(v):
-                rows.append([score, lab, fmt(v.median()), fmt(v.quantile(0.1)), fmt(v.quantile(0.9))])
-    body += table(desc[0], rows)
+            cells.append(f"{fmt(v.median())} ({fmt(v.quantile(0.1))} to {fmt(v.quantile(0.9))})" if len(v) else NA)
+        rows.append(cells)
+    body += table(["score", *(f"{lab}: median (10th to 90th pct)" for lab in LABELS)], rows)
     note = ("Interpretable scores from the full-resolution power spectrum: a high ice-ring score means crystalline "
             "ice; Thon-ring reach is the finest resolution (A) where rings are still visible.")
     return section("scores", "Scores by class", body, note=note)
@@ -149,9 +149,14 @@ def evaluation_section(predictions: pd.DataFrame, metrics: Mapping | None) -> st
     body = f'<p class="note">{len(rows)} of {len(predictions)} micrographs have a consensus label.</p>'
     body += kv_table({k.replace("_", " "): fmt(v) for k, v in _scalar_metrics(metrics).items()})
     cm = metrics.get("confusion") or metrics.get("confusion_matrix")
+    per_class = metrics.get("per_class")
+    if isinstance(per_class, Mapping) and per_class:
+        body += table(["class", "precision", "recall", "F1", "labelled micrographs"], (
+            [lab, fmt(v.get("precision")), fmt(v.get("recall")), fmt(v.get("f1")), fmt(v.get("support"))]
+            for lab, v in per_class.items() if isinstance(v, Mapping)))
     figs = []
     if cm is not None:
-        figs.append(img_tag(plots.confusion_matrix_plot(np.asarray(cm), LABELS), "confusion matrix"))
+        figs.append(img_tag(plots.confusion_matrix_plot(np.asarray(cm), LABELS, title="Confusion matrix (this run)"), "confusion matrix"))
     curve = reliability_curve(_probs(rows), rows["consensus"].astype(str).to_numpy())
     figs.append(img_tag(plots.calibration_plot(curve, title="Calibration on these labelled micrographs"), "calibration curve"))
     body += '<div class="row">' + "".join(figs) + "</div>"
@@ -211,10 +216,11 @@ def model_section(card: Mapping | None) -> str:
             figs.append(img_tag(plots.calibration_plot(curve, title="Calibration on the validation split"), "validation calibration"))
         except (ValueError, TypeError):
             body += '<p class="note">The calibration curve in the model card could not be read.</p>'
-    cm = _get(card, "metrics", "confusion", default=None)
+    cm = _get(card, "metrics", "confusion", default=None) or _get(card, "metrics", "confusion_matrix", default=None)
     if cm:
         try:
-            figs.append(img_tag(plots.confusion_matrix_plot(np.asarray(cm), LABELS), "validation confusion matrix"))
+            figs.append(img_tag(plots.confusion_matrix_plot(np.asarray(cm), LABELS, title="Confusion matrix (validation split)"),
+                               "validation confusion matrix"))
         except (ValueError, TypeError, IndexError):
             pass
     if figs:

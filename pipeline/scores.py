@@ -45,8 +45,8 @@ ICE_BAND = (0.25, 0.29)  # 1/A: 3.44-4.0 A, hexagonal/cubic ice reflections at 3
 ICE_NEIGHBOURS = ((0.20, 0.24), (0.30, 0.33))  # 1/A
 SPOT_PERCENTILE = 99.5
 THON_START = 1 / 30  # 1/A: reach is searched from here up
-THON_MIN_CORR = 0.2  # half-set correlation above which rings count as present
-THON_NOISE_SIGMAS = 4.0  # ... and at least this many noise sigmas of the correlation
+THON_MIN_CORR = 0.05  # half-set correlation above which rings count as present ...
+THON_NOISE_SIGMAS = 5.0  # ... when it is also this many noise sigmas of the correlation
 THON_GAP = 0.01  # 1/A: a dip shorter than this does not end the rings
 ANISOTROPY_BAND = (1 / 40, 1 / 5)  # 1/A
 CONTRAST_LOWPASS_A = 20.0  # resolution of the low-pass (pixel size 10 A)
@@ -104,11 +104,11 @@ def ice_ring_score(x: PowerSpectrum | np.ndarray, pixel_size: float | None = Non
 
 
 def _thon_threshold(ps: PowerSpectrum, freq: np.ndarray) -> np.ndarray:
-    # pixels per correlation window ~ pi * r * width (half plane); neighbours correlate (Hann)
+    # pixels per correlation window ~ pi * r * width (half plane)
     df = freq[1] - freq[0]
     radius = np.maximum(freq / df, 1.0)  # in periodogram bins
     width = max(3, int(round(CORR_WIDTH / df)) | 1)
-    n_eff = np.pi * radius * width / 4.0
+    n_eff = np.pi * radius * width  # calibrated on pure noise: sigma(corr) ~ 1 / sqrt(n_eff)
     return np.maximum(THON_MIN_CORR, THON_NOISE_SIGMAS / np.sqrt(n_eff))
 
 
@@ -117,7 +117,8 @@ def thon_reach(x: PowerSpectrum | np.ndarray, pixel_size: float | None = None) -
     above noise. NaN when the spectrum has no half-sets (fewer than two tiles).
 
     Scanning up from 1/30 A, the half-set ring correlation (``PowerSpectrum.half_corr``) is
-    compared with a threshold (max(0.2, 4 noise sigmas of the correlation)); the rings end where
+    compared with a threshold (max(0.05, 5 noise sigmas of the correlation, from the number of
+    periodogram pixels in the ring window)); the rings end where
     it stays below for more than 0.01 1/A. The reach is the last frequency above the threshold
     (30 A when there are no rings at all; 2 x pixel size when they reach Nyquist).
     """
@@ -148,13 +149,22 @@ def thon_reach(x: PowerSpectrum | np.ndarray, pixel_size: float | None = None) -
 def anisotropy(x: PowerSpectrum | np.ndarray, pixel_size: float | None = None) -> float:
     """Directional anisotropy of the spectrum, 0 (isotropic) .. 1 (fully directional).
 
-    For each ring in 1/40-1/5 1/A (up to Nyquist), the amplitude ``a`` of the cos(2 theta)
-    component of the background-subtracted log10 power is measured; ``a_rms`` is their RMS over
-    rings. Drift damps power along one direction (same phase in every ring); astigmatism makes
-    rings elliptical (phase alternating with frequency): both raise ``a_rms``. The score is
-    ``1 - 10**(-2 a_rms)``, i.e. 1 - min/max of the directional power.
+    ``a`` is the RMS over rings in 1/40-1/5 1/A (up to Nyquist) of the amplitude of the
+    cos(2 theta) component of the background-subtracted log10 power
+    (``PowerSpectrum.direction_amp``, a half-set cross estimate free of noise bias). Drift damps
+    power along one direction (same phase in every ring); astigmatism makes rings elliptical
+    (phase alternating with frequency): both raise ``a``. The score is ``1 - 10**(-2 a)``, i.e.
+    1 - min/max of the directional power. A spectrum from a single tile (no half-sets) falls
+    back to the same measure on the grid image, which carries a small noise bias.
     """
     ps = _spectrum(x, pixel_size)
+    amp = ps.direction_amp
+    if not math.isfinite(amp):
+        amp = _grid_direction_amp(ps)
+    return float(1.0 - 10.0 ** (-2.0 * amp)) if math.isfinite(amp) else float("nan")
+
+
+def _grid_direction_amp(ps: PowerSpectrum) -> float:
     fy, fx, r, data = _masks(ps)
     hi = min(ANISOTROPY_BAND[1], ps.nyquist, ps.max_freq)
     band = data & (r >= ANISOTROPY_BAND[0]) & (r <= hi)
@@ -167,8 +177,7 @@ def anisotropy(x: PowerSpectrum | np.ndarray, pixel_size: float | None = None) -
     keep = counts > 0
     c = np.bincount(bins, weights=z * np.cos(theta2))[keep] / counts[keep]
     s = np.bincount(bins, weights=z * np.sin(theta2))[keep] / counts[keep]
-    amp = 2.0 * np.sqrt(np.mean(c * c + s * s))
-    return float(1.0 - 10.0 ** (-2.0 * amp))
+    return float(2.0 * np.sqrt(np.mean(c * c + s * s)))
 
 
 def _lowpass(

@@ -14,6 +14,7 @@ write again are removed, so the folder always matches ``truth.csv``).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -27,7 +28,7 @@ import pandas as pd
 import tifffile
 from tqdm.auto import tqdm
 
-from .atomic import atomic_open, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 from .config import LABELS
 from .simulate import DEFAULT_SESSIONS, SimSession, label_for, sample_params, simulate_micrograph
 from .simulate_model import SimParams, params_to_row
@@ -99,17 +100,18 @@ def write_micrograph(path: Path, data: np.ndarray, session: SimSession, *, acqui
         _write_mrc(path, data, session, label)
     else:
         per_cm = 1e8 / session.pixel_size
-        with atomic_open(path, "wb") as fh:
-            tifffile.imwrite(
-                fh,
-                _as_mode(data, 6),
-                resolution=(per_cm, per_cm),
-                resolutionunit="CENTIMETER",
-                datetime=acquired_at.astimezone(UTC).replace(tzinfo=None),
-                description=label,
-                software="micrograde",
-                metadata=None,
-            )
+        buf = io.BytesIO()
+        tifffile.imwrite(
+            buf,
+            _as_mode(data, 6),
+            resolution=(per_cm, per_cm),
+            resolutionunit="CENTIMETER",
+            datetime=acquired_at.astimezone(UTC).replace(tzinfo=None),
+            description=label,
+            software="micrograde",
+            metadata=None,
+        )
+        atomic_write_bytes(path, buf.getvalue())
     _publish(path)
     ts = acquired_at.timestamp()
     os.utime(path, (ts, ts))

@@ -126,7 +126,7 @@ def particle_deltas(
     if n == 0:
         return out.reshape(ny, nx).astype(F32)
     d_px = params.particle_diameter_A / pixel_size
-    margin = 0.3 * d_px
+    margin = min(0.3 * d_px, 0.25 * min(ny, nx))
     cand = rng.uniform([margin, margin], [ny - margin, nx - margin], size=(6 * n, 2))
     kept: list[np.ndarray] = []
     min_d2 = (0.95 * d_px) ** 2

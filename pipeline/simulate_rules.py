@@ -86,7 +86,7 @@ def label_for(params: SimParams) -> tuple[str, tuple[str, ...]]:
 # Sampling bands, well inside each class range: (low, high) per level 0 good / 1 medium / 2 bad.
 _BANDS: dict[str, tuple[tuple[float, float], ...]] = {
     "crystalline_fraction": ((0.002, 0.008), (0.05, 0.12), (0.25, 0.6)),
-    "ice_thickness": ((0.1, 0.5), (0.65, 0.77), (0.86, 1.0)),
+    "ice_thickness": ((0.1, 0.5), (0.65, 0.74), (0.86, 1.0)),
     "contamination": ((0.004, 0.015), (0.07, 0.12), (0.2, 0.4)),
     "drift_A": ((0.0, 5.0), (14.0, 25.0), (40.0, 80.0)),
     "carbon_fraction": ((0.03, 0.1), (0.26, 0.42), (0.6, 0.9)),

@@ -22,6 +22,9 @@ Steps (see docs/preprocessing.md):
    disjoint halves of the tiles, correlated (uncentred, like an FRC) over 0.02 1/A wide rings.
    Thon rings are common to both halves and noise is not, so it is near 1 where rings stand
    above noise and near 0 where they do not: ``scores.thon_reach`` reads it.
+6. ``direction_amp``: RMS over rings in 1/40-1/5 1/A of the amplitude of the cos(2 theta)
+   component of the background-subtracted log10 power, from the cross product of the two
+   halves (so noise adds no bias): ``scores.anisotropy`` reads it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ MIN_TILE = 32
 LOW_FREQ = 1 / 100  # 1/A; below it the tile mean/window dominate: left out of statistics
 BACKGROUND_WIDTH = 0.04  # 1/A, running-median window of the background
 CORR_WIDTH = 0.02  # 1/A, ring width of the half-set correlation
+DIRECTION_BAND = (1 / 40, 1 / 5)  # 1/A, band of the directional (anisotropy) measure
 CLIP = (-6.0, 12.0)
 _TINY = 1e-12
 
@@ -60,6 +64,7 @@ class PowerSpectrum:
     nyquist: float = float("nan")  # 1/A, 1 / (2 * pixel_size)
     log_scale: float = 1.0  # log10 power per unit of ``image``
     half_corr: np.ndarray | None = None  # half-set ring correlation at ``radial_freq`` (NaN: no halves)
+    direction_amp: float = float("nan")  # cos(2 theta) amplitude of log10 power (NaN: no halves)
     n_tiles: int = 0
     tile: int = 0  # tile side used (pixels)
 
@@ -160,17 +165,23 @@ def _radial_mean(values: np.ndarray, bins: np.ndarray, valid: np.ndarray, n: int
     return out
 
 
-def _half_plane_geometry(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _half_plane_geometry(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ky = np.fft.fftfreq(t, 1.0 / t)[:, None]
     kx = np.arange(t // 2 + 1, dtype=np.float64)[None, :]
     r = np.hypot(ky, kx)
     bins = np.minimum(np.rint(r).astype(np.int64), t // 2 + 1)
     axes = ((np.abs(ky) <= 1) | (kx <= 1)) & (r > 4)  # detector/edge artefact lines
     valid = (bins <= t // 2) & ~axes
-    return r, bins, valid
+    return r, bins, valid, np.arctan2(ky, kx)
 
 
-def _half_correlation(halves, n_half, wnorm, ref, bins, valid, n_bins, df, first) -> np.ndarray:
+def _half_set_stats(halves, n_half, wnorm, ref, geom, n_bins, df, first, nyquist):
+    """Half-set ring correlation per bin, and the noise-free cos(2 theta) amplitude (log10).
+
+    Noise is independent between the two halves of the tiles while Thon rings and directional
+    damping are common, so cross products of the halves are unbiased by noise.
+    """
+    r, bins, valid, theta = geom
     resid = []
     for acc, n in zip(halves, n_half, strict=True):
         logp = np.log10(acc / (n * wnorm * ref) + _TINY)
@@ -184,11 +195,26 @@ def _half_correlation(halves, n_half, wnorm, ref, bins, valid, n_bins, df, first
     s11 = np.bincount(b, weights=(e1 * e1)[valid], minlength=n_bins)[:n_bins]
     width = max(3, int(round(CORR_WIDTH / df)) | 1)
     kern = np.ones(width)
-    s01, s00, s11 = (np.convolve(s, kern, mode="same") for s in (s01, s00, s11))
+    s01, s00, s11 = (np.convolve(v, kern, mode="same") for v in (s01, s00, s11))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = s01 / np.sqrt(s00 * s11)
     corr[:first] = np.nan
-    return corr
+
+    f = r * df
+    band = valid & (f >= DIRECTION_BAND[0]) & (f <= min(DIRECTION_BAND[1], nyquist))
+    if not band.any():
+        return corr, float("nan")
+    bb, cos2, sin2 = bins[band], np.cos(2 * theta[band]), np.sin(2 * theta[band])
+    counts = np.bincount(bb)
+    keep = counts > 0
+    harm = []
+    for e in (e0[band], e1[band]):
+        c = np.bincount(bb, weights=e * cos2)[keep] / counts[keep]
+        s = np.bincount(bb, weights=e * sin2)[keep] / counts[keep]
+        harm.append((c, s))
+    (c0, s0), (c1, s1) = harm
+    cross = float(np.mean(c0 * c1 + s0 * s1))
+    return corr, 2.0 * math.sqrt(max(cross, 0.0))
 
 
 def power_spectrum(
@@ -215,7 +241,8 @@ def power_spectrum(
     n_tiles = n0 + n1
     wnorm = float(np.square(_window(t), dtype=np.float64).sum())
     power = (acc0 + acc1) / (n_tiles * wnorm)
-    r_native, bins, valid = _half_plane_geometry(t)
+    geom = _half_plane_geometry(t)
+    r_native, bins, valid, _ = geom
     ref = float(power[r_native >= 2].mean())
     if not ref > 0:
         raise ValueError("the image has no variation: no power spectrum")
@@ -253,11 +280,11 @@ def power_spectrum(
     image = np.nan_to_num(np.clip(resid / scale, *CLIP), nan=0.0).astype(np.float32)
 
     if n0 and n1:
-        half_corr = _half_correlation(
-            (acc0, acc1), (n0, n1), wnorm, ref, bins, valid, n_bins, df, first
+        half_corr, direction_amp = _half_set_stats(
+            (acc0, acc1), (n0, n1), wnorm, ref, geom, n_bins, df, first, nyquist
         )
     else:
-        half_corr = np.full(n_bins, np.nan)
+        half_corr, direction_amp = np.full(n_bins, np.nan), float("nan")
 
     return PowerSpectrum(
         image=image,
@@ -268,6 +295,7 @@ def power_spectrum(
         nyquist=float(nyquist),
         log_scale=float(scale),
         half_corr=half_corr.astype(np.float32),
+        direction_amp=float(direction_amp),
         n_tiles=int(n_tiles),
         tile=int(t),
     )

@@ -15,7 +15,7 @@ def make_predictions(n: int = 30, *, seed: int = 0, root: str = "/data/facility"
     logits = rng.normal(size=(n, 3)) * 2
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     label_idx = probs.argmax(axis=1)
-    label_idx[:3] = [0, 1, 2]  # every class present
+    label_idx[:3] = [0, 1, 2][: min(n, 3)]  # every class present
     labels = [LABELS[i] for i in label_idx]
     session = [sessions[i % len(sessions)] for i in range(n)]
     names = [f"FoilHole_{1000 + i}_Data_{i:04d}.mrc" for i in range(n)]
