@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "micrograde.flows.cli_augment",
     "micrograde.flows.cli_train",
     "micrograde.flows.cli_assess",
+    "micrograde.flows.cli_label",
+    "micrograde.flows.cli_facility",
 )
 
 

@@ -15,23 +15,40 @@ share a thread pool of ``workers`` threads (default: half the CPU cores, leaving
 machine's other work) or the Dask cluster given. With ``dask_workers`` a single local Dask cluster
 is started for the life of the server and shared by every run.
 
-Prefect: the ephemeral local API by default; a Prefect server when ``PREFECT_API_URL`` is set
-(:func:`micrograde.flows.runtime.configure_prefect` never overrides it).
+Prefect: a Prefect server when ``PREFECT_API_URL`` is set (never overridden). Otherwise a private
+local Prefect server is started for the life of ``flows serve`` (:func:`local_prefect_server`; its
+database lives in ``PREFECT_HOME``, the workspace's ``.prefect/`` by default): Prefect's in-process
+ephemeral API does not run the scheduler service, so schedules would never fire there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from micrograde.pipeline.config import IngestConfig
 
-from .facility import FacilityConfig, retrain_flow, sweep_flow, watch_flow
 from .runners import make_task_runner
 
-__all__ = ["ServeConfig", "build_deployments", "serve_facility", "local_dask_cluster", "RETRAIN_DEPLOYMENT"]
+if TYPE_CHECKING:
+    from .facility import FacilityConfig
+
+__all__ = [
+    "ServeConfig",
+    "build_deployments",
+    "serve_facility",
+    "local_dask_cluster",
+    "local_prefect_server",
+    "RETRAIN_DEPLOYMENT",
+]
 
 RETRAIN_DEPLOYMENT = "micrograde-retrain/retrain"
 
@@ -59,6 +76,8 @@ def build_deployments(serve: ServeConfig, facility: FacilityConfig | None = None
                       ingest_cfg: IngestConfig | None = None) -> list:
     """The three RunnerDeployments (not yet served)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    from .facility import FacilityConfig, retrain_flow, sweep_flow, watch_flow
 
     facility = facility or FacilityConfig()
     if facility.retrain_after is not None and facility.retrain_deployment is None:
@@ -119,13 +138,87 @@ def local_dask_cluster(n_workers: int | None) -> Iterator[str | None]:
         cluster.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 120.0) -> Iterator[str]:
+    """Yield the Prefect API URL: ``PREFECT_API_URL`` when set, else that of a local server started here.
+
+    The local server (``prefect server start`` on 127.0.0.1, a free port) runs until the block
+    ends; ``PREFECT_API_URL`` is set in this process's environment meanwhile, so the flow-run
+    processes it starts talk to it too.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PREFECT_SERVER_UI_ENABLED": os.environ.get("PREFECT_SERVER_UI_ENABLED", "false")},
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the local Prefect server exited with code {proc.returncode} (log: {log_path})")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the local Prefect server did not start within {timeout_s:.0f} s (log: {log_path})")
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log is not subprocess.DEVNULL:
+            log.close()
+
+
 def serve_facility(serve: ServeConfig, facility: FacilityConfig | None = None, ingest_cfg: IngestConfig | None = None,
                    dask_workers: int | None = None) -> None:
-    """Serve the facility deployments until interrupted (Ctrl-C / SIGTERM)."""
+    """Serve the facility deployments until interrupted (Ctrl-C / SIGTERM).
+
+    Call inside :func:`local_prefect_server` (before Prefect reads its settings) unless
+    ``PREFECT_API_URL`` points at a server.
+    """
     from prefect import serve as prefect_serve
 
     with local_dask_cluster(dask_workers) as address:
         if address is not None:
             serve = ServeConfig(**{**serve.__dict__, "dask_address": address})
         deployments = build_deployments(serve, facility, ingest_cfg)
-        prefect_serve(*deployments, limit=serve.limit, print_starting_message=True)
+        with _api_url_in_settings():
+            prefect_serve(*deployments, limit=serve.limit, print_starting_message=True)
+
+
+@contextlib.contextmanager
+def _api_url_in_settings() -> Iterator[None]:
+    """Make Prefect's settings agree with ``PREFECT_API_URL`` even if Prefect was imported before it was set."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = os.environ.get("PREFECT_API_URL")
+    if url and PREFECT_API_URL.value() != url:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+    else:
+        yield

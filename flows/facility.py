@@ -74,7 +74,7 @@ class FacilityConfig(FrozenModel):
     review_url: str | None = None
     retrain_after: int | None = Field(None, ge=1, description="new labels since the latest model that start a retrain")
     retrain_deployment: str | None = Field(None, description="deployment the watch flow starts to retrain")
-    train: dict[str, Any] = Field(default_factory=dict, description="TrainFlowConfig fields for retraining")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainRunConfig fields for retraining")
 
 
 @dataclass
@@ -228,8 +228,20 @@ def settled_task(watch_dir: str, cfg: WatchConfig) -> list[Handover]:
     return settled_files(watch_dir, cfg)
 
 
+def _ingest_config(ws: Workspace, ingest_cfg: IngestConfig | None, cfg: FacilityConfig) -> IngestConfig:
+    """Ingest with the preprocessing of the model the reports use, so assessing needs no second pass."""
+    ingest_cfg = ingest_cfg or IngestConfig()
+    if not cfg.assess or (cfg.model_id is None and _latest_model(ws) is None):
+        return ingest_cfg
+    from .assess import _model_preprocess
+    from .train import latest_model_id
+
+    model_dir = ws.models_dir / latest_model_id(ws, cfg.model_id)
+    return ingest_cfg.model_copy(update={"preprocess": _model_preprocess(model_dir)})
+
+
 def _ingest(out: SweepOutcome, handed: list[Handover], root: str, db_url: str | None,
-            ingest_cfg: IngestConfig | None, command: str | None, progress: bool) -> None:
+            ingest_cfg: IngestConfig, command: str | None, progress: bool) -> None:
     present = [h for h in handed if os.path.exists(h.path)]
     if len(present) < len(handed):
         out.notes.append(f"{len(handed) - len(present)} file(s) vanished before ingest")
@@ -312,6 +324,7 @@ def run_watch(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: 
             _rename_run("watch: skipped (another run holds the folder)")
             return out
         tracker = CompletionTracker(cfg.watch, state_path=state)
+        ingest_cfg = _ingest_config(ws, ingest_cfg, cfg)
         for i in range(cfg.polls):
             if i:
                 time.sleep(cfg.poll_interval_s)
@@ -335,7 +348,7 @@ def run_sweep(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: 
     state = watch_state_path(ws, watch_dir)
     with state_lock(state, blocking=True):
         handed = settled_task(watch_dir, cfg.watch)
-        _ingest(out, handed, root, db_url, ingest_cfg, command, progress)
+        _ingest(out, handed, root, db_url, _ingest_config(ws, ingest_cfg, cfg), command, progress)
         tracker = CompletionTracker(cfg.watch, state_path=state)
         tracker.commit(handed)  # the watcher need not hand these over again
     failures = _update_reports(out, ws, root, db_url, cfg, sessions_of(ws, out.micrograph_ids), command, progress)
@@ -353,9 +366,11 @@ def run_retrain(root: str, db_url: str | None = None, cfg: FacilityConfig | None
     if not force and n_new < threshold:
         out = RetrainOutcome(False, n_new)
     else:
-        from .train import TrainFlowConfig, run_train
+        from micrograde.models.training_run import TrainRunConfig
 
-        res = run_train(root, db_url, TrainFlowConfig(**cfg.train), command, progress)
+        from .train import run_train
+
+        res = run_train(root, db_url, TrainRunConfig.model_validate(cfg.train), command, progress)
         out = RetrainOutcome(True, n_new, res.model_id, str(res.model_dir), dict(res.metrics), list(res.warnings))
     _rename_run(out.title())
     return out

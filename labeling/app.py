@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..pipeline.catalogue import SCORE_COLUMNS, Annotation, Annotator, Micrograph, SessionRow
@@ -166,7 +166,7 @@ def create_app(
 
     def progress(annotator_id: int) -> dict:
         with ws.session() as s:
-            total = len(s.execute(select(Micrograph.id)).all())
+            total = s.execute(select(func.count(Micrograph.id))).scalar_one()
         return {"labelled": len(store.labelled_ids(ws, annotator_id)), "total": total}
 
     def me_payload(row, cookie: str) -> dict:

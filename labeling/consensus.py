@@ -93,7 +93,8 @@ def consensus(labels_with_expertise: pd.DataFrame) -> pd.DataFrame:
                 "support": float(support),
             }
         )
-    return pd.DataFrame(out, columns=CONSENSUS_COLUMNS)
+    table = pd.DataFrame(out, columns=CONSENSUS_COLUMNS)
+    return table.astype({"micrograph_id": "int64", "disputed": bool, "n_annotators": "int64", "support": "float64"})
 
 
 def consensus_table(ws: Workspace) -> pd.DataFrame:
@@ -104,6 +105,7 @@ def consensus_table(ws: Workspace) -> pd.DataFrame:
     """
     latest = latest_annotations(ws)
     table = consensus(latest)
-    names = latest.drop_duplicates("micrograph_id").set_index("micrograph_id")[["micrograph", "name"]]
-    table = table.join(names, on="micrograph_id")
+    first = latest.drop_duplicates("micrograph_id").set_index("micrograph_id")
+    table["micrograph"] = table["micrograph_id"].map(first["micrograph"]).astype(object)
+    table["name"] = table["micrograph_id"].map(first["name"]).astype(object)
     return table[["micrograph_id", "micrograph", "name", "label", "disputed", "n_annotators", "support"]]

@@ -63,10 +63,16 @@ LATEST_COLUMNS = [
 
 
 def _append(ws: Workspace, row: Annotation, retries: int = 5) -> Annotation:
-    """Insert one row; retries briefly if SQLite reports the database locked past its busy timeout."""
+    """Check the annotator (exists, active) and micrograph, then insert one row, in one transaction.
+
+    Retries briefly if SQLite reports the database locked past its busy timeout.
+    """
+    values = {c.name: getattr(row, c.name) for c in Annotation.__table__.columns if c.name != "id"}
     for attempt in range(retries):
         try:
             with ws.transaction() as s:
+                _check_ids(s, values["micrograph_id"], values["annotator_id"])
+                row = Annotation(**values)
                 s.add(row)
                 s.flush()
             return row
@@ -74,19 +80,17 @@ def _append(ws: Workspace, row: Annotation, retries: int = 5) -> Annotation:
             if "locked" not in str(exc).lower() or attempt == retries - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
-            row = Annotation(**{c.name: getattr(row, c.name) for c in Annotation.__table__.columns if c.name != "id"})
     raise AssertionError("unreachable")
 
 
-def _check_ids(ws: Workspace, micrograph_id: int, annotator_id: int) -> None:
-    with ws.session() as s:
-        annotator = s.get(Annotator, int(annotator_id))
-        if annotator is None:
-            raise UnknownAnnotatorError(f"no annotator with id {annotator_id}")
-        if not annotator.active:
-            raise InactiveAnnotatorError(f"annotator {annotator.name!r} is inactive")
-        if s.get(Micrograph, int(micrograph_id)) is None:
-            raise UnknownMicrographError(f"no micrograph with id {micrograph_id}")
+def _check_ids(s, micrograph_id: int, annotator_id: int) -> None:
+    annotator = s.get(Annotator, int(annotator_id))
+    if annotator is None:
+        raise UnknownAnnotatorError(f"no annotator with id {annotator_id}")
+    if not annotator.active:
+        raise InactiveAnnotatorError(f"annotator {annotator.name!r} is inactive")
+    if s.execute(select(Micrograph.id).where(Micrograph.id == int(micrograph_id))).first() is None:
+        raise UnknownMicrographError(f"no micrograph with id {micrograph_id}")
 
 
 def annotate(
@@ -104,7 +108,6 @@ def annotate(
     tags = "" if value is None else normalize_reasons(reasons)
     text = "" if value is None else normalize_comment(comment)
     check_source(source)
-    _check_ids(ws, micrograph_id, annotator_id)
     row = Annotation(
         micrograph_id=int(micrograph_id),
         annotator_id=int(annotator_id),
@@ -138,7 +141,6 @@ def undo(ws: Workspace, annotation_id: int, annotator_id: int, *, source: str = 
             .order_by(Annotation.id.desc())
             .limit(1)
         ).scalar_one_or_none()
-    _check_ids(ws, target.micrograph_id, annotator_id)
     row = Annotation(
         micrograph_id=target.micrograph_id,
         annotator_id=target.annotator_id,
@@ -161,29 +163,33 @@ def current_annotation(ws: Workspace, annotator_id: int, micrograph_id: int) -> 
         ).scalar_one_or_none()
 
 
-def _latest_ids():
-    return (
-        select(func.max(Annotation.id).label("id"))
-        .group_by(Annotation.annotator_id, Annotation.micrograph_id)
-        .subquery()
-    )
-
-
-def latest_rows(ws: Workspace, annotator_id: int | None = None, micrograph_id: int | None = None) -> list[Annotation]:
-    """Latest row per (annotator, micrograph), retractions included, optionally filtered."""
-    latest = _latest_ids()
-    stmt = select(Annotation).join(latest, Annotation.id == latest.c.id).order_by(Annotation.id)
+def _latest_ids(annotator_id: int | None = None, micrograph_id: int | None = None):
+    stmt = select(func.max(Annotation.id).label("id"))
     if annotator_id is not None:
         stmt = stmt.where(Annotation.annotator_id == int(annotator_id))
     if micrograph_id is not None:
         stmt = stmt.where(Annotation.micrograph_id == int(micrograph_id))
+    return stmt.group_by(Annotation.annotator_id, Annotation.micrograph_id).subquery()
+
+
+def latest_rows(ws: Workspace, annotator_id: int | None = None, micrograph_id: int | None = None) -> list[Annotation]:
+    """Latest row per (annotator, micrograph), retractions included, optionally filtered."""
+    latest = _latest_ids(annotator_id, micrograph_id)
+    stmt = select(Annotation).join(latest, Annotation.id == latest.c.id).order_by(Annotation.id)
     with ws.session() as s:
         return list(s.execute(stmt).scalars().all())
 
 
 def labelled_ids(ws: Workspace, annotator_id: int) -> set[int]:
     """Micrographs the annotator currently has a label for (retracted ones excluded)."""
-    return {r.micrograph_id for r in latest_rows(ws, annotator_id=annotator_id) if r.label is not None}
+    latest = _latest_ids(annotator_id=annotator_id)
+    stmt = (
+        select(Annotation.micrograph_id)
+        .join(latest, Annotation.id == latest.c.id)
+        .where(Annotation.label.is_not(None))
+    )
+    with ws.session() as s:
+        return {int(m) for m in s.execute(stmt).scalars()}
 
 
 def latest_annotations(ws: Workspace) -> pd.DataFrame:

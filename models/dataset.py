@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, Sampler
 from ..pipeline.augment import apply_augment, derive_seed, reseed
 from ..pipeline.balance import BALANCE_STRATEGIES, label_indices, sample_weights, undersample
 from ..pipeline.cache import load_entry
+from ..pipeline.fourier import fourier_crop
 
 __all__ = ["LAYOUTS", "DEFAULT_LAYOUT", "RESIZE_MODES", "MicrographDataset", "BalancedSampler", "make_sampler",
            "fit_size"]
@@ -45,15 +46,6 @@ DEFAULT_LAYOUT = "image,spectrum,image"
 RESIZE_MODES = ("fourier", "crop")
 
 
-def _fourier_crop(arr: np.ndarray, size: int) -> np.ndarray:
-    """Keep the central ``size x size`` Fourier coefficients (band-limited downsampling)."""
-    h, w = arr.shape
-    f = np.fft.rfft2(arr.astype(np.float32))
-    rows = np.concatenate([f[: size // 2], f[h - (size - size // 2) :]], axis=0) if size < h else f
-    cols = rows[:, : size // 2 + 1] if size < w else rows
-    return (np.fft.irfft2(cols, s=(size, size)) * (size * size) / (h * w)).astype(np.float32)
-
-
 def fit_size(arr: np.ndarray, size: int, mode: str) -> np.ndarray:
     """Bring a square-ish 2-D array to ``size x size``: ``fourier`` crop, centre ``crop``, or
     ``area`` resampling (spectra). Upsizing always interpolates (bicubic)."""
@@ -63,7 +55,7 @@ def fit_size(arr: np.ndarray, size: int, mode: str) -> np.ndarray:
     if size > min(h, w):
         return cv2.resize(arr.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     if mode == "fourier":
-        return _fourier_crop(arr, size)
+        return fourier_crop(arr, (size, size))
     if mode == "crop":
         y0, x0 = (h - size) // 2, (w - size) // 2
         return np.ascontiguousarray(arr[y0 : y0 + size, x0 : x0 + size], dtype=np.float32)

@@ -26,6 +26,7 @@ __all__ = [
     "warmup_cosine",
     "make_loader",
     "extract_features",
+    "pooled_features",
     "predict_logits",
     "train_one_epoch",
 ]
@@ -147,17 +148,24 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 and device.type == "cuda" else x
 
 
-@torch.inference_mode()
-def extract_features(model: nn.Module, loader: DataLoader, device: torch.device, *, progress: bool = True):
-    """Pooled backbone features (N, F) float32 and labels (N,) for every sample, in order."""
-    model.eval()
-    feats, ys = [], []
-    for x, y in _batches(loader, "features", progress):
+@torch.no_grad()
+def extract_features(fn: Callable, loader: DataLoader, device: torch.device, *, desc: str = "features",
+                     progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fn(x)`` (float32, on the CPU) and labels for every sample, in order: pooled backbone
+    features or frozen-trunk activations, computed once and reused every epoch. The caller sets
+    eval mode. (``no_grad``, not ``inference_mode``: the results are inputs of trained layers.)"""
+    outs, ys = [], []
+    for x, y in _batches(loader, desc, progress):
         with autocast(device):
-            f = model.forward_head(model.forward_features(_to(x, device)), pre_logits=True)
-        feats.append(f.float().cpu())
+            out = fn(_to(x, device))
+        outs.append(out.float().cpu())
         ys.append(torch.as_tensor(y).long())
-    return torch.cat(feats), torch.cat(ys)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def pooled_features(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The pooled pre-logits features of a registry model (the classifier's input)."""
+    return lambda x: model.forward_head(model.forward_features(x), pre_logits=True)
 
 
 @torch.inference_mode()

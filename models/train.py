@@ -3,7 +3,8 @@
 Stage ``head`` (pretrained backbones only): backbone frozen; its pooled features are computed
 once per sample and cached in memory when the training set has no augmentation (fast on CPU),
 else computed per batch without gradients. Stage ``finetune``: the spec's last stages and the
-head are unfrozen (frozen BatchNorm statistics stay as pretrained). A model trained from scratch
+head are unfrozen (BatchNorm statistics stay as pretrained); without augmentation the frozen
+trunk's activations are likewise computed once and only the tail runs each epoch. A model trained from scratch
 (``weights="none"``, or lenet) has a single ``finetune`` stage with every parameter trainable,
 ``epochs_head + epochs_finetune`` epochs at ``lr_head``.
 
@@ -39,6 +40,7 @@ from .calibration import calibration_summary
 from .loop import (
     dataset_labels,
     extract_features,
+    pooled_features,
     make_loader,
     make_scaler,
     predict_logits,
@@ -47,6 +49,7 @@ from .loop import (
     train_one_epoch,
     warmup_cosine,
 )
+from .adapters import split_model
 from .registry import DEFAULT_BACKBONE, get_spec, trainable_prefixes
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "fit", "CHECKPOINT_NAME"]
@@ -77,7 +80,8 @@ class TrainConfig(FrozenModel):
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     device: str = "auto"
-    cache_features: bool = True
+    cache_features: bool = Field(True, description="compute frozen features once when there is no augmentation")
+    feature_cache_mb: int = Field(2048, ge=0, description="memory limit of the cached trunk activations")
     overfit_ratio: float = Field(1.5, gt=1)
 
     def pretrained(self) -> bool:
@@ -164,6 +168,44 @@ def _load_checkpoint(resume: Path, cfg: TrainConfig) -> dict:
     return ckpt
 
 
+def _stage_inputs(model, stage: _Stage, cfg: TrainConfig, train_ds, val_ds, val_loader, device, augmenting: bool,
+                  progress: bool):
+    """(train forward, val forward, train source, val source) of a stage.
+
+    With ``cache_features`` and no augmentation, what the frozen part computes is the same every
+    epoch, so it is computed once: the pooled features for the head stage, the trunk activations
+    (:mod:`micrograde.models.adapters`) for the fine-tuning stage when they fit in
+    ``feature_cache_mb``. Otherwise the sources are the datasets and the forwards run the model.
+    """
+    spec = get_spec(cfg.backbone)
+    classifier = model.get_classifier()
+    if stage.name == "head":
+        frozen, trained = pooled_features(model), classifier
+    else:
+        split = split_model(model, spec.family, spec.finetune_stages) if "" not in stage.prefixes else None
+        frozen, trained = (split.trunk, split.tail) if split is not None else (None, model)
+    if frozen is None:
+        return model, model, train_ds, val_ds
+    if not cfg.cache_features or augmenting:
+        def forward(x, _frozen=frozen, _trained=trained):
+            with torch.no_grad():
+                h = _frozen(x)
+            return _trained(h)
+        return forward, forward, train_ds, val_ds
+    model.eval()
+    with torch.no_grad():
+        probe = frozen(val_ds[0][0][None].to(device))
+    if probe[0].numel() * 4 * (len(train_ds) + len(val_ds)) > cfg.feature_cache_mb * 2**20:
+        set_trainable(model, stage.prefixes)
+        return model, model, train_ds, val_ds
+    loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device)
+    desc = "features" if stage.name == "head" else "trunk"
+    ht, yt = extract_features(frozen, loader, device, desc=f"{desc} (train)", progress=progress)
+    hv, yv = extract_features(frozen, val_loader, device, desc=f"{desc} (val)", progress=progress)
+    set_trainable(model, stage.prefixes)
+    return trained, trained, TensorDataset(ht, yt), TensorDataset(hv, yv)
+
+
 def fit(
     model: nn.Module,
     train_ds: Dataset,
@@ -213,32 +255,14 @@ def _fit(model, train_ds, val_ds, cfg, device, sampler, checkpoint_dir, resume, 
         st["history"] = [EpochRecord(**h) for h in ckpt["history"]]
     val_loader = make_loader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device)
     augmenting = getattr(train_ds, "augment", None) is not None
-    cached = None  # (train features, val features, val labels) for the head stage
     stages = _stages(cfg)
     for si, stage in enumerate(stages):
         if si < st["stage_index"] or (si == st["stage_index"] and st["stage_done"]) or stage.epochs == 0:
             continue
         params = set_trainable(model, stage.prefixes)
-        head_only = stage.name == "head"
-        classifier = model.get_classifier()
-        if head_only and cfg.cache_features and not augmenting and cached is None:
-            feat_loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device)
-            ftr, ytr = extract_features(model, feat_loader, device, progress=progress)
-            fva, yva = extract_features(model, val_loader, device, progress=progress)
-            cached = (TensorDataset(ftr, ytr), TensorDataset(fva, yva))
-            set_trainable(model, stage.prefixes)
-        use_cache = head_only and cached is not None
-
-        if use_cache:
-            train_forward = classifier
-        elif head_only:
-            def train_forward(x, _m=model, _c=classifier):
-                with torch.no_grad():
-                    f = _m.forward_head(_m.forward_features(x), pre_logits=True)
-                return _c(f)
-        else:
-            train_forward = model
-        train_source = cached[0] if use_cache else train_ds
+        train_forward, val_forward, train_source, val_source = _stage_inputs(
+            model, stage, cfg, train_ds, val_ds, val_loader, device, augmenting, progress)
+        use_cache = train_source is not train_ds
         n_batches = len(make_loader(train_source, batch_size=cfg.batch_size, sampler=sampler))
         optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -267,11 +291,8 @@ def _fit(model, train_ds, val_ds, cfg, device, sampler, checkpoint_dir, resume, 
             train_loss = train_one_epoch(train_forward, loader, criterion, optimizer, scheduler, scaler, device,
                                          desc=f"{stage.name} {se}/{stage.epochs}", progress=progress)
             model.eval()
-            if use_cache:
-                v_logits, v_y = predict_logits(classifier, make_loader(cached[1], batch_size=1024), device,
-                                               desc="validate", progress=False)
-            else:
-                v_logits, v_y = predict_logits(model, val_loader, device, desc="validate", progress=progress)
+            v_loader = make_loader(val_source, batch_size=cfg.batch_size) if use_cache else val_loader
+            v_logits, v_y = predict_logits(val_forward, v_loader, device, desc="validate", progress=progress)
             val_loss = float(criterion(v_logits.to(device), v_y.to(device)))
             m = classification_metrics(v_y.numpy(), v_logits.argmax(1).numpy())
             rec = EpochRecord(epoch, stage.name, train_loss, val_loss, m["accuracy"], m["macro_f1"], lr,

@@ -18,6 +18,8 @@ import numpy as np
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npz"]
 
+_FILE_MODE = 0o644  # mkstemp creates 0600 files; outputs are meant to be read by colleagues
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -27,6 +29,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.fchmod(fd, _FILE_MODE)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh

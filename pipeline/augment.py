@@ -17,9 +17,15 @@ defocus), specimen (ice) and detector (dose, gain stripes), then dropout.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Literal
+
+# albumentations checks PyPI for a newer version on import (a network call with a 2 s timeout);
+# a facility pipeline must not phone home. Set only as a default: NO_ALBUMENTATIONS_UPDATE=0 wins.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
+import cv2
 import numpy as np
 from pydantic import Field
 
@@ -50,6 +56,9 @@ class AugmentConfig(FrozenModel):
     enabled: bool = True
     seed: int = Field(0, description="Compose seed; the Dataset reseeds per (seed, epoch, index)")
     pixel_size: float = Field(4.0, gt=0, description="A/px of the cached image (for the defocus change)")
+    interpolation: Literal["linear", "cubic"] = Field(
+        "cubic", description="resampling of geometric transforms (cubic keeps more high-frequency noise power)"
+    )
     # turned
     turn_p: float = Field(1.0, ge=0, le=1)
     quarter_turns: bool = True
@@ -65,7 +74,7 @@ class AugmentConfig(FrozenModel):
     scale_range: tuple[float, float] = (1.0, 1.0)
     # fragmented
     crop_p: float = Field(0.3, ge=0, le=1)
-    crop_fraction_range: tuple[float, float] = (0.8, 1.0)
+    crop_fraction_range: tuple[float, float] = (0.85, 1.0)
     dropout_p: float = Field(0.2, ge=0, le=1)
     dropout_tiles_range: tuple[int, int] = (1, 4)
     dropout_tile_fraction_range: tuple[float, float] = (0.05, 0.15)
@@ -92,11 +101,12 @@ class AugmentConfig(FrozenModel):
 
 def build_augment(cfg: AugmentConfig) -> A.Compose:
     """The Compose for ``cfg`` (transforms with probability 0 are left out; empty when disabled)."""
+    interp = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}[cfg.interpolation]
     candidates: list[tuple[float, Any]] = [
-        (cfg.turn_p, lambda p: Turn(cfg.quarter_turns, cfg.flip_p, cfg.rotate_p, cfg.angle_range, p=p)),
-        (cfg.shear_p, lambda p: Shear(cfg.shear_range, p=p)),
-        (cfg.stretch_p, lambda p: Stretch(cfg.stretch_range, cfg.scale_range, p=p)),
-        (cfg.crop_p, lambda p: FieldCrop(cfg.crop_fraction_range, p=p)),
+        (cfg.turn_p, lambda p: Turn(cfg.quarter_turns, cfg.flip_p, cfg.rotate_p, cfg.angle_range, interp, p=p)),
+        (cfg.shear_p, lambda p: Shear(cfg.shear_range, interp, p=p)),
+        (cfg.stretch_p, lambda p: Stretch(cfg.stretch_range, cfg.scale_range, interp, p=p)),
+        (cfg.crop_p, lambda p: FieldCrop(cfg.crop_fraction_range, interp, p=p)),
         (cfg.blur_p, lambda p: DefocusBlur(cfg.blur_kind, cfg.blur_sigma_range, cfg.blur_radius_range, p=p)),
         (cfg.defocus_p, lambda p: DefocusChange(cfg.defocus_change_range, cfg.pixel_size, cfg.voltage_kv, p=p)),
         (cfg.ice_p, lambda p: IceContrast(cfg.ice_contrast_range, cfg.ice_gradient_range, p=p)),

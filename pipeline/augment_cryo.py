@@ -16,11 +16,18 @@ Compose seed controls every draw.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from typing import Any
+
+# albumentations checks PyPI for a newer version on import (a network call with a 2 s timeout);
+# a facility pipeline must not phone home. Set only as a default: NO_ALBUMENTATIONS_UPDATE=0 wins.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import cv2
 import numpy as np
+import scipy.fft
 from albumentations.core.transforms_interface import ImageOnlyTransform
 
 from .augment_geometry import _range
@@ -285,8 +292,17 @@ class DefocusChange(ImageOnlyTransform):
             return img
         plane, squeeze = _plane(img)
         h, w = plane.shape
-        ky = np.fft.fftfreq(h, d=self.pixel_size)[:, None]
-        kx = np.fft.rfftfreq(w, d=self.pixel_size)[None, :]
-        phase = math.pi * electron_wavelength(self.voltage_kv) * defocus_change * (kx**2 + ky**2)
-        out = np.fft.irfft2(np.fft.rfft2(plane) * np.cos(phase), s=(h, w))
+        k2 = _k_squared(h, w, self.pixel_size)
+        factor = np.cos(np.float32(math.pi * electron_wavelength(self.voltage_kv) * defocus_change) * k2)
+        out = scipy.fft.irfft2(scipy.fft.rfft2(plane) * factor, s=(h, w))
         return _restore(out, img, squeeze)
+
+
+@functools.lru_cache(maxsize=16)
+def _k_squared(h: int, w: int, pixel_size: float) -> np.ndarray:
+    """|k|^2 (1/A^2) on the rfft2 grid of an (h, w) image, float32 (cached per shape)."""
+    ky = np.fft.fftfreq(h, d=pixel_size)[:, None]
+    kx = np.fft.rfftfreq(w, d=pixel_size)[None, :]
+    k2 = (kx**2 + ky**2).astype(np.float32)
+    k2.setflags(write=False)
+    return k2

@@ -19,14 +19,22 @@ crop + resize      1/f scale + translation     f scale (contracts toward DC)
 
 The spectrum's DC term sits at pixel ``(N//2, N//2)`` (the ``numpy.fft.fftshift`` convention); its
 frequency scale does not matter because a linear map commutes with scaling. Values that come
-from outside the array (corners after a rotation, the rim after a contraction) are filled by
-reflection, so no constant block appears. Nothing here clips: float images keep any range.
+from outside the array are filled by reflection in the IMAGE (texture continues) but by a constant in
+the SPECTRUM (the median of its outermost annulus): a reflected spectrum would mirror rings back
+in, inventing ring arcs where an ice ring would be read. Nothing here clips: float images keep
+any range.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from typing import Any
+
+# albumentations checks PyPI for a newer version on import (a network call with a 2 s timeout);
+# a facility pipeline must not phone home. Set only as a default: NO_ALBUMENTATIONS_UPDATE=0 wins.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import cv2
 import numpy as np
@@ -40,6 +48,7 @@ __all__ = [
     "FieldCrop",
     "affine_matrix",
     "warp_affine",
+    "outer_level",
 ]
 
 _BORDER = cv2.BORDER_REFLECT_101
@@ -67,14 +76,33 @@ def affine_matrix(linear: np.ndarray, centre: tuple[float, float], shift: np.nda
     return np.hstack([a, (c + t - a @ c)[:, None]])
 
 
+def outer_level(spectrum: np.ndarray) -> float:
+    """Median of the spectrum's outermost annulus (90-100 % of the half-width): the level used for
+    frequencies a warp brings in from outside the array. A constant, never a reflection, so no
+    mirrored ring (a fake ice ring) can appear."""
+    plane = spectrum[..., 0] if spectrum.ndim == 3 else spectrum
+    ring = plane.reshape(-1)[_outer_annulus(*plane.shape)]
+    return float(np.median(ring)) if ring.size else float(np.median(plane))
+
+
+@functools.lru_cache(maxsize=16)
+def _outer_annulus(h: int, w: int) -> np.ndarray:
+    yy, xx = np.ogrid[:h, :w]
+    r = np.hypot((yy - h // 2) / (h / 2), (xx - w // 2) / (w / 2))
+    idx = np.flatnonzero((r >= 0.9) & (r <= 1.0))[::3]  # every 3rd pixel: the median is as good, 3x cheaper
+    idx.setflags(write=False)
+    return idx
+
+
 def warp_affine(arr: np.ndarray, matrix: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
-                border_mode: int = _BORDER) -> np.ndarray:
+                border_mode: int = _BORDER, border_value: float = 0.0) -> np.ndarray:
     """Warp a (H, W) or (H, W, 1) array by a forward 2x3 matrix, keeping shape, dtype and range."""
     squeeze = arr.ndim == 3 and arr.shape[2] == 1
     plane = arr[..., 0] if squeeze else arr
     if plane.dtype not in (np.float32, np.float64, np.uint8, np.uint16):
         plane = plane.astype(np.float32)
-    out = cv2.warpAffine(plane, matrix, (plane.shape[1], plane.shape[0]), flags=interpolation, borderMode=border_mode)
+    out = cv2.warpAffine(plane, matrix, (plane.shape[1], plane.shape[0]), flags=interpolation, borderMode=border_mode,
+                         borderValue=border_value)
     out = out.astype(arr.dtype, copy=False)
     return out[..., None] if squeeze else out
 
@@ -132,7 +160,7 @@ class SpectrumPairTransform(DualTransform):
         h, w = spectrum.shape[:2]
         inv_t = np.linalg.inv(linear).T
         matrix = affine_matrix(inv_t, (w // 2, h // 2))
-        return warp_affine(spectrum, matrix, self.interpolation, self.border_mode)
+        return warp_affine(spectrum, matrix, self.interpolation, cv2.BORDER_CONSTANT, outer_level(spectrum))
 
 
 def _rotation(theta: float) -> np.ndarray:

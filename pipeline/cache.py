@@ -7,7 +7,10 @@ changed parameters give a new key (the old entry stays until the cache is cleane
 
 Arrays in an entry:
 
-- ``image``: float32 (image_size, image_size), robustly normalised, at the target pixel size
+- ``image``: float32 (image_size, image_size), robustly normalised, at ``image_pixel_size``: the
+  field is Fourier-cropped to the target pixel size (never finer), then so that its short side
+  fits ``image_size`` (the long side is centre-cropped; see docs/preprocessing.md)
+- ``image_pixel_size``: float32 scalar, A/px of ``image``
 - ``spectrum``: float32 (spectrum_size, spectrum_size), log power spectrum from the
   full-resolution image on the fixed frequency grid, normalised; zeros when unavailable
 - ``thumbnail``: uint8 (h, w), display image keeping the detector's aspect ratio

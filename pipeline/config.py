@@ -59,7 +59,7 @@ class PreprocessConfig(FrozenModel):
     target_pixel_size: float = Field(4.0, gt=0, description="Angstrom per pixel after Fourier cropping")
     image_size: int = Field(256, ge=32, le=2048, description="side of the square cached image (pixels)")
     spectrum_size: int = Field(256, ge=32, le=2048, description="side of the square cached power spectrum")
-    spectrum_tile: int = Field(512, ge=64, description="tile side of the tile-averaged periodogram")
+    spectrum_tile: int = Field(256, ge=64, description="tile side of the tile-averaged periodogram")
     spectrum_max_freq: float = Field(
         1 / 3.2, gt=0, description="highest spatial frequency (1/A) on the fixed spectrum grid"
     )

@@ -79,9 +79,7 @@ def _decode(value: bytes | str) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes | np.bytes_) else str(value)
 
 
-def select_cs(
-    cs: np.ndarray, predictions: pd.DataFrame, include_medium: bool = False
-) -> tuple[np.ndarray, list[str]]:
+def select_cs(cs: np.ndarray, predictions: pd.DataFrame, include_medium: bool = False) -> tuple[np.ndarray, list[str]]:
     """Rows of ``cs`` whose ``micrograph_blob/path`` matches a prediction graded good (and
     medium with ``include_medium``); same dtype. Also returns the paths that matched nothing."""
     if cs.dtype.names is None or PATH_FIELD not in cs.dtype.names:
@@ -91,9 +89,7 @@ def select_cs(
     labels = dict(zip(idents, predictions["label"].astype(str), strict=True))
     names = [_decode(v) for v in cs[PATH_FIELD]]
     match = match_names_detailed(names, list(labels))
-    keep = np.array(
-        [(hit := match.mapping.get(n)) is not None and labels[hit] in wanted for n in names], dtype=bool
-    )
+    keep = np.array([(hit := match.mapping.get(n)) is not None and labels[hit] in wanted for n in names], dtype=bool)
     return cs[keep].copy(), match.unmatched
 
 
@@ -137,9 +133,7 @@ def write_csg(
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=True, default_flow_style=False))
 
 
-def selection_paths_csv(
-    path: str | os.PathLike, predictions: pd.DataFrame, include_medium: bool = False
-) -> int:
+def selection_paths_csv(path: str | os.PathLike, predictions: pd.DataFrame, include_medium: bool = False) -> int:
     """Without an exposures ``.cs``: write a CSV (``micrograph,label,confidence``) of the selected
     micrographs' paths, for cryoSPARC's *Import Micrographs* (or any script). Returns the row count."""
     wanted = set(selected_labels(include_medium))

@@ -166,9 +166,7 @@ def selection_star(
     labels = dict(zip(idents, predictions["label"].astype(str), strict=True))
     if star is not None:
         match = match_names_detailed(star.names, list(labels))
-        keep = [
-            (hit := match.mapping.get(name)) is not None and labels[hit] in wanted for name in star.names
-        ]
+        keep = [(hit := match.mapping.get(name)) is not None and labels[hit] in wanted for name in star.names]
         mics = star.micrographs.loc[keep].reset_index(drop=True)
         blocks: dict[str, pd.DataFrame] = {}
         if star.optics is not None:
@@ -182,7 +180,12 @@ def selection_star(
         sizes = pd.to_numeric(chosen["pixel_size"], errors="coerce").fillna(1.0).round(4)
     else:
         sizes = pd.Series(1.0, index=chosen.index)
-    distinct = sorted(set(sizes.tolist())) or [float(pixel_size or 1.0)]
+    distinct = sorted(set(sizes.tolist()))
+    if not distinct:  # nothing selected: still a valid star, optics from what was assessed
+        known = pd.to_numeric(predictions.get("pixel_size", pd.Series(dtype=float)), errors="coerce").dropna()
+        distinct = [
+            float(pixel_size) if pixel_size is not None else (round(float(known.iloc[0]), 4) if len(known) else 1.0)
+        ]
     group_of = {ps: i for i, ps in enumerate(distinct, start=1)}
     mics = pd.DataFrame(
         {

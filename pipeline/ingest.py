@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -165,6 +166,7 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
             thumbnail=out.thumbnail,
             radial=out.radial,
             radial_freq=out.radial_freq,
+            image_pixel_size=np.float32(out.pixel_size),
         )
         acquired, acquired_source = _acquired_at(raw, path)
         values = dict(

@@ -2,11 +2,12 @@
 
 RELION and cryoSPARC refer to a micrograph by the path of *their* copy of it: relative to the
 project (``MotionCorr/job002/Movies/x_fractions.mrc``), with a motion-correction suffix
-(``_fractions``, ``_EER``, ``_DW``, ``_doseweighted``, cryoSPARC's ``<uid>_..._patch_aligned_doseweighted``)
-or another extension (``.tif``, ``.eer``) than the file micrograde ingested (``/data/session/Movies/x.mrc``). Matching goes by a key made of
-the file stem without such suffixes (and the frame number for ``000003@stack.mrcs`` names), then
-prefers the candidate sharing the most trailing folder names. A tie is ambiguous and matches
-nothing, so a selection never silently picks the wrong micrograph.
+(``_fractions``, ``_EER``, ``_DW``, ``_doseweighted``, cryoSPARC's
+``<uid>_..._patch_aligned_doseweighted``) or another extension (``.tif``, ``.eer``) than the file
+micrograde ingested (``/data/session/Movies/x.mrc``). Matching goes by a key made of the file stem
+without such suffixes (and the frame number for ``000003@stack.mrcs`` names), then prefers the
+candidate sharing the most trailing folder names. A tie is ambiguous and matches nothing, so a
+selection never silently picks the wrong micrograph.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ __all__ = ["NameMatch", "name_key", "match_names", "match_names_detailed"]
 EXTENSIONS: tuple[str, ...] = (".mrc.bz2", ".tif.bz2", ".mrcs", ".mrc", ".tiff", ".tif", ".eer", ".png", ".st")
 #: Suffixes motion correction or dose weighting add to a stem (case-insensitive, repeatable).
 SUFFIXES: tuple[str, ...] = (
-    "_fractions", "_eer", "_doseweighted", "_dw", "_noDW", "_aligned", "_patch", "_rigid", "_sum", "_corrected",
+    "_fractions",
+    "_eer",
+    "_doseweighted",
+    "_dw",
+    "_noDW",
+    "_aligned",
+    "_patch",
+    "_rigid",
+    "_sum",
+    "_corrected",
 )
 #: cryoSPARC prefixes the files it imports or writes with a numeric uid: ``<uid>_<name>``.
 _UID_PREFIX_RE = re.compile(r"^\d{15,22}_(?=.)")

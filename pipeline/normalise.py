@@ -1,7 +1,7 @@
 """Robust intensity statistics and normalisation, the same for float, integer and 8/16-bit input.
 
 Statistics come from the median and the median absolute deviation (MAD) of a regular subsample
-(at most about a million pixels), so a few hot or dead pixels do not move them and a 24-megapixel
+(at most about 262 000 pixels), so a few hot or dead pixels do not move them and a 24-megapixel
 micrograph costs milliseconds. Where the MAD is zero (e.g. an 8-bit image where more than half
 of the pixels share one value) the standard deviation is used instead.
 """
@@ -16,7 +16,7 @@ __all__ = ["ConstantImageError", "robust_stats", "robust_normalise"]
 
 #: MAD -> standard deviation of a normal distribution.
 MAD_TO_SIGMA = 1.482602218505602
-_MAX_SAMPLES = 1 << 20
+_MAX_SAMPLES = 1 << 18
 
 
 class ConstantImageError(ValueError):

@@ -57,7 +57,9 @@ def _fmt_list(values: Iterable) -> str:
     return ", ".join(items) if items else "none recorded"
 
 
-def _category_warnings(session: str, rows: pd.DataFrame, seen_records: list[Mapping], column: str, what: str) -> list[OodWarning]:
+def _category_warnings(
+    session: str, rows: pd.DataFrame, seen_records: list[Mapping], column: str, what: str
+) -> list[OodWarning]:
     if column not in rows.columns:
         return []
     seen = _known(rec.get(column) for rec in seen_records)

@@ -73,15 +73,25 @@ def score_histograms(
         for label in LABELS:
             v = finite[predictions.loc[finite.index, "label"] == label]
             if len(v):
-                ax.hist(v, bins=edges, histtype="stepfilled", alpha=0.35, color=CLASS_COLORS[label],
-                        edgecolor=CLASS_COLORS[label], linewidth=1.2, label=f"{label} ({len(v)})")
+                ax.hist(
+                    v,
+                    bins=edges,
+                    histtype="stepfilled",
+                    alpha=0.35,
+                    color=CLASS_COLORS[label],
+                    edgecolor=CLASS_COLORS[label],
+                    linewidth=1.2,
+                    label=f"{label} ({len(v)})",
+                )
         ax.set_ylabel("micrographs")
         ax.legend(fontsize=8, frameon=False)
     return _png(fig)
 
 
 def _time_axis(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
-    times = pd.to_datetime(rows.get("acquired_at", pd.Series(index=rows.index, dtype="datetime64[ns]")), errors="coerce")
+    times = pd.to_datetime(
+        rows.get("acquired_at", pd.Series(index=rows.index, dtype="datetime64[ns]")), errors="coerce"
+    )
     if times.notna().sum() >= 2 and times.notna().mean() >= 0.5:
         t0 = times.min()
         return ((times - t0).dt.total_seconds() / 60.0).to_numpy(dtype=float), f"minutes since {t0:%Y-%m-%d %H:%M}"
@@ -91,7 +101,11 @@ def _time_axis(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
 def class_fraction_over_time(predictions: pd.DataFrame, bins: int = 12, max_sessions: int = 8) -> bytes:
     """Per session: stacked fraction of good / medium / bad per time bin (acquisition time, or
     the ingest order when timestamps are missing). A collapse of quality shows as red rising."""
-    sessions = predictions["session"].fillna("(no session)").astype(str) if "session" in predictions else pd.Series("(all)", index=predictions.index)
+    sessions = (
+        predictions["session"].fillna("(no session)").astype(str)
+        if "session" in predictions
+        else pd.Series("(all)", index=predictions.index)
+    )
     names = sorted(sessions.unique())[:max_sessions]
     fig = _figure(10, 2.4 * max(1, len(names)) + 0.4)
     axes = fig.subplots(max(1, len(names)), 1, squeeze=False)[:, 0]
@@ -125,8 +139,9 @@ def class_fraction_over_time(predictions: pd.DataFrame, bins: int = 12, max_sess
     return _png(fig)
 
 
-def confusion_matrix_plot(cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str] = LABELS, *,
-                          title: str = "Confusion matrix") -> bytes:
+def confusion_matrix_plot(
+    cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str] = LABELS, *, title: str = "Confusion matrix"
+) -> bytes:
     """Counts with row-normalised shading; rows = consensus label, columns = predicted."""
     cm = np.asarray(cm, dtype=float)
     rows = cm.sum(axis=1, keepdims=True)
@@ -137,8 +152,15 @@ def confusion_matrix_plot(cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequ
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.6 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.6 else "black",
+                fontsize=9,
+            )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -164,7 +186,9 @@ def _curve_xy(curve) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
-def calibration_plot(curve, *, title: str = "Reliability (top-label confidence vs accuracy)", extra: Mapping | None = None) -> bytes:
+def calibration_plot(
+    curve, *, title: str = "Reliability (top-label confidence vs accuracy)", extra: Mapping | None = None
+) -> bytes:
     """Reliability diagram of one curve, or of several (``extra`` = {name: curve}) overlaid."""
     fig = _figure(4.6, 3.8)
     ax = fig.subplots()
@@ -228,7 +252,7 @@ def class_counts_bar(counts: Mapping[str, int] | pd.DataFrame, *, title: str = "
             left += df[lab].to_numpy()
         ax.invert_yaxis()
         ax.set_xlabel("micrographs")
-        ax.legend(ncols=3, fontsize=8, frameon=False, loc="lower right", bbox_to_anchor=(1, 1.0))
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         fig = _figure(4.5, 3)
         ax = fig.subplots()

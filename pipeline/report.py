@@ -43,20 +43,52 @@ __all__ = [
 ]
 
 SECTION_IDS: tuple[str, ...] = (
-    "summary", "rejects", "warnings", "gallery-good", "gallery-medium", "gallery-bad",
-    "scores", "timeline", "evaluation", "model",
+    "summary",
+    "rejects",
+    "warnings",
+    "gallery-good",
+    "gallery-medium",
+    "gallery-bad",
+    "scores",
+    "timeline",
+    "evaluation",
+    "model",
 )
 #: Leading columns of predictions.csv, in order; other columns follow.
 PREDICTION_COLUMNS: tuple[str, ...] = (
-    "micrograph", "label", "p_good", "p_medium", "p_bad", "confidence", "session",
-    "ice_ring_score", "thon_reach_A", "anisotropy", "contrast", "dark_fraction", "consensus",
-    "name", "micrograph_id", "acquired_at", "detector", "grid_material", "grid_maker", "pixel_size",
+    "micrograph",
+    "label",
+    "p_good",
+    "p_medium",
+    "p_bad",
+    "confidence",
+    "session",
+    "ice_ring_score",
+    "thon_reach_A",
+    "anisotropy",
+    "contrast",
+    "dark_fraction",
+    "consensus",
+    "name",
+    "micrograph_id",
+    "acquired_at",
+    "detector",
+    "grid_material",
+    "grid_maker",
+    "pixel_size",
     "cache_key",
 )
 _NAV = {
-    "summary": "Summary", "rejects": "Rejects", "warnings": "Warnings", "gallery-good": "Good",
-    "gallery-medium": "Medium", "gallery-bad": "Bad", "scores": "Scores", "timeline": "Timeline",
-    "evaluation": "Evaluation", "model": "Model",
+    "summary": "Summary",
+    "rejects": "Rejects",
+    "warnings": "Warnings",
+    "gallery-good": "Good",
+    "gallery-medium": "Medium",
+    "gallery-bad": "Bad",
+    "scores": "Scores",
+    "timeline": "Timeline",
+    "evaluation": "Evaluation",
+    "model": "Model",
 }
 _REQUIRED = ("micrograph", "label", "p_good", "p_medium", "p_bad", "confidence")
 
@@ -73,8 +105,10 @@ def _check(predictions: pd.DataFrame) -> None:
 def _stamp(run_info: Mapping | None) -> str:
     info = dict(run_info or {})
     fields = [
-        ("run", info.get("run_id")), ("created", info.get("created_at")),
-        ("micrograde", info.get("micrograde_version")), ("model", info.get("model_id")),
+        ("run", info.get("run_id")),
+        ("created", info.get("created_at")),
+        ("micrograde", info.get("micrograde_version")),
+        ("model", info.get("model_id")),
         ("inputs digest", info.get("inputs_digest")),
     ]
     items = "".join(f"<span>{esc(k)}: <code>{esc(fmt(v))}</code></span>" for k, v in fields)
@@ -125,8 +159,8 @@ def build_report(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-        f'<header><h1>{esc(title)}</h1>{_stamp(run_info)}</header><nav>{nav}</nav>'
-        f"<main data-total=\"{len(predictions)}\">{''.join(parts)}</main></body></html>\n"
+        f"<header><h1>{esc(title)}</h1>{_stamp(run_info)}</header><nav>{nav}</nav>"
+        f'<main data-total="{len(predictions)}">{"".join(parts)}</main></body></html>\n'
     )
 
 
@@ -155,7 +189,9 @@ def write_predictions(report_dir: str | os.PathLike, predictions: pd.DataFrame) 
     pq_frame = frame.copy()
     for col in pq_frame.columns:  # mixed object columns (e.g. None + str) as text for Arrow
         if pq_frame[col].dtype == object:
-            pq_frame[col] = pq_frame[col].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+            pq_frame[col] = pq_frame[col].map(
+                lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v)
+            )
     pq_frame.to_parquet(buf, index=False)
     atomic_write_bytes(pq_path, buf.getvalue())
     return csv_path, pq_path

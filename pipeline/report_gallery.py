@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .config import LABELS
+from .imaging import data_uri, png_bytes, to_uint8
 from .report_html import esc, fmt, section
 
 __all__ = ["gallery_sample", "gallery_section", "downsample", "ImageGetter"]
@@ -56,8 +57,6 @@ def downsample(image: np.ndarray, side: int) -> np.ndarray:
 
 
 def _images_html(get_images: ImageGetter | None, key: str, name: str) -> str:
-    from .imaging import data_uri, png_bytes, to_uint8
-
     missing = '<div class="missing">{}</div>'
     if get_images is None or not key:
         return missing.format("image unavailable") * 2
@@ -71,9 +70,9 @@ def _images_html(get_images: ImageGetter | None, key: str, name: str) -> str:
             parts.append(missing.format(f"no {what}"))
             continue
         arr = np.asarray(arr)
-        img = downsample(arr if arr.dtype == np.uint8 else to_uint8(arr), side)
-        img = img if img.dtype == np.uint8 else to_uint8(img)
-        parts.append(f'<img src="{data_uri(png_bytes(img))}" alt="{esc(what)} of {esc(name)}" title="{esc(what)}">')
+        img = downsample(arr if arr.dtype == np.uint8 else to_uint8(arr), side)  # uint8 in, uint8 out
+        png = png_bytes(img, 0.0, 100.0)  # already display-ready: a min-max stretch only
+        parts.append(f'<img src="{data_uri(png)}" alt="{esc(what)} of {esc(name)}" title="{esc(what)}">')
     return "".join(parts)
 
 
@@ -107,14 +106,16 @@ def _item(row: pd.Series, get_images: ImageGetter | None, review_url: str | None
     extra = ""
     if consensus is not None:
         verdict = " - disagrees with the prediction" if disagree else ""
-        extra = (f'<div class="meta">consensus label: <span class="pill {esc(consensus)}">{esc(consensus)}</span>'
-                 f"{esc(verdict)}</div>")
+        extra = (
+            f'<div class="meta">consensus label: <span class="pill {esc(consensus)}">{esc(consensus)}</span>'
+            f"{esc(verdict)}</div>"
+        )
     review = f'<a class="review" href="{esc(link)}">review / relabel this micrograph</a>' if link else ""
     cls = "item disagree" if disagree else "item"
     return (
         f'<div class="{cls}" data-micrograph-id="{esc(row.get("micrograph_id"))}">'
         f'<div class="imgs">{_images_html(get_images, str(row.get("cache_key") or ""), name)}</div>'
-        f"{title}{_probs_bar(row)}<div class=\"meta\">{esc(meta)}</div>{extra}{review}</div>"
+        f'{title}{_probs_bar(row)}<div class="meta">{esc(meta)}</div>{extra}{review}</div>'
     )
 
 
@@ -139,6 +140,8 @@ def gallery_section(
             + (" Each links to its review page in the labelling app." if review_url else "")
             + " A red frame marks a prediction that disagrees with the experts' consensus label."
         )
-        body = '<div class="gallery">' + "".join(_item(r, get_images, review_url) for _, r in sample.iterrows()) + "</div>"
+        body = (
+            '<div class="gallery">' + "".join(_item(r, get_images, review_url) for _, r in sample.iterrows()) + "</div>"
+        )
     title = f"Gallery: {label} ({len(rows)})"
     return section(f"gallery-{label}", title, body, note=note)

@@ -69,8 +69,8 @@ def section(sid: str, title: str, body: str, *, note: str | None = None) -> str:
 STYLE = """
 :root { --good:#2e7d32; --medium:#f9a825; --bad:#c62828; --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; }
 * { box-sizing: border-box; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--ink);
-       margin: 0; background: #f5f7fa; font-size: 14px; line-height: 1.45; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--ink); margin: 0; background: #f5f7fa; font-size: 14px; line-height: 1.45; }
 header { background: #102a43; color: #fff; padding: 18px 28px 12px; }
 header h1 { margin: 0 0 6px; font-size: 22px; }
 header .stamp { font-size: 12px; color: #bcccdc; display: flex; flex-wrap: wrap; gap: 4px 18px; }
@@ -89,7 +89,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { width: 210px; color: var(--muted); font-weight: 600; }
 .note { color: var(--muted); margin: 0 0 8px; }
 .pill { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
-.pill.good { background: var(--good); } .pill.medium { background: var(--medium); color: #222; } .pill.bad { background: var(--bad); }
+.pill.good { background: var(--good); } .pill.bad { background: var(--bad); }
+.pill.medium { background: var(--medium); color: #222; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 10px; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 8px 16px; min-width: 120px; }
 .card .n { font-size: 26px; font-weight: 700; } .card .l { color: var(--muted); font-size: 12px; }
@@ -102,12 +103,15 @@ ul.warnings li { margin: 4px 0; } .warn { background: #fff8e1; border-left: 4px 
 .item.disagree { border-color: var(--bad); box-shadow: 0 0 0 1px var(--bad); }
 .item .imgs { display: flex; gap: 4px; }
 .item .imgs img { width: 160px; height: 160px; object-fit: contain; background: #000; border-radius: 3px; }
-.item .name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-all; margin: 4px 0 2px; }
+.item .name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-all;
+              margin: 4px 0 2px; }
 .item .meta { font-size: 12px; color: var(--muted); }
 .probs { display: flex; height: 10px; border-radius: 3px; overflow: hidden; margin: 3px 0; }
 .probs span { display: block; height: 100%; }
-.probs .good { background: var(--good); } .probs .medium { background: var(--medium); } .probs .bad { background: var(--bad); }
-.missing { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center; background: #e4e7eb;
+.probs .good { background: var(--good); } .probs .medium { background: var(--medium); }
+.probs .bad { background: var(--bad); }
+.missing { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
+           background: #e4e7eb;
            color: var(--muted); font-size: 12px; border-radius: 3px; }
 img.plot { max-width: 100%; height: auto; }
 .row { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }

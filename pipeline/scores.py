@@ -4,7 +4,8 @@ Spectral scores read a :class:`~.spectrum.PowerSpectrum` (computed from the full
 real-space scores read the image low-passed at a fixed resolution in Angstrom. Definitions and
 units are in docs/preprocessing.md; in short:
 
-- ``ice_ring_score``: excess of the brightest ring or spots in 0.25-0.29 1/A (3.44-3.9 A) over the
+- ``ice_ring_score``: excess of the brightest ring or spots in 0.245-0.295 1/A (the 3.44-3.90 A ice
+  reflections, 0.25-0.29 1/A, with their spectral width) over the
   same statistic in the neighbouring bands 0.20-0.24 and 0.30-0.33 1/A, in units of the
   spectrum's robust noise sigma. ~0 for vitreous ice, >> 1 for crystalline ice. NaN when the
   band is beyond Nyquist.
@@ -41,13 +42,13 @@ __all__ = [
     "score_micrograph",
 ]
 
-ICE_BAND = (0.25, 0.29)  # 1/A: 3.44-4.0 A, hexagonal/cubic ice reflections at 3.90, 3.67, 3.44 A
+ICE_BAND = (0.245, 0.295)  # 1/A: 0.25-0.29 (3.44-3.90 A ice reflections) plus their spectral width
 ICE_NEIGHBOURS = ((0.20, 0.24), (0.30, 0.33))  # 1/A
-SPOT_PERCENTILE = 99.5
+SPOT_PIXELS = 8  # brightest pixels compared: a single lattice gives >= 6 spots of >= 2 grid pixels
 THON_START = 1 / 30  # 1/A: reach is searched from here up
 THON_MIN_CORR = 0.05  # half-set correlation above which rings count as present ...
 THON_NOISE_SIGMAS = 5.0  # ... when it is also this many noise sigmas of the correlation
-THON_GAP = 0.01  # 1/A: a dip shorter than this does not end the rings
+THON_GAP = 0.02  # 1/A: a dip shorter than this does not end the rings
 ANISOTROPY_BAND = (1 / 40, 1 / 5)  # 1/A
 CONTRAST_LOWPASS_A = 20.0  # resolution of the low-pass (pixel size 10 A)
 CONTRAST_REF_PIXEL_A = 1.0
@@ -80,26 +81,31 @@ def _ring_means(values: np.ndarray, r: np.ndarray, mask: np.ndarray, step: float
     return sums[keep] / counts[keep]
 
 
+def _top_mean(values: np.ndarray, k: int) -> float:
+    k = min(k, values.size)
+    return float(np.partition(values, values.size - k)[values.size - k :].mean())
+
+
 def ice_ring_score(x: PowerSpectrum | np.ndarray, pixel_size: float | None = None) -> float:
     """Crystalline-ice score (noise sigmas; ~0 vitreous, >> 1 crystalline; NaN if unavailable).
 
     The maximum of two statistics, each "ice band minus neighbourhood": the largest rotational
-    mean of one grid-pixel-wide ring (powder rings), and the 99.5th percentile over all band
-    pixels (sharp lattice spots of a few domains, localised in angle).
+    mean of one grid-pixel-wide ring (powder rings), and the mean of the 8 brightest band pixels
+    (sharp lattice spots of even a single domain, localised in angle).
     """
     ps = _spectrum(x, pixel_size)
     if not ps.available:
         return float("nan")
     _, _, r, data = _masks(ps)
     band = data & (r >= ICE_BAND[0]) & (r <= ICE_BAND[1])
-    neigh = data & np.zeros_like(band)
+    neigh = np.zeros_like(band)
     for lo, hi in ICE_NEIGHBOURS:
         neigh |= data & (r >= lo) & (r <= hi)
     if not band.any() or not neigh.any():
         return float("nan")
     z = ps.image
     ring = _ring_means(z, r, band, ps.freq_step).max() - _ring_means(z, r, neigh, ps.freq_step).max()
-    spot = np.percentile(z[band], SPOT_PERCENTILE) - np.percentile(z[neigh], SPOT_PERCENTILE)
+    spot = _top_mean(z[band], SPOT_PIXELS) - _top_mean(z[neigh], SPOT_PIXELS)
     return float(max(ring, spot))
 
 
@@ -119,7 +125,7 @@ def thon_reach(x: PowerSpectrum | np.ndarray, pixel_size: float | None = None) -
     Scanning up from 1/30 A, the half-set ring correlation (``PowerSpectrum.half_corr``) is
     compared with a threshold (max(0.05, 5 noise sigmas of the correlation, from the number of
     periodogram pixels in the ring window)); the rings end where
-    it stays below for more than 0.01 1/A. The reach is the last frequency above the threshold
+    it stays below for more than 0.02 1/A. The reach is the last frequency above the threshold
     (30 A when there are no rings at all; 2 x pixel size when they reach Nyquist).
     """
     ps = _spectrum(x, pixel_size)

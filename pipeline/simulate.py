@@ -52,16 +52,17 @@ F32 = np.float32
 COUNT_DTYPES: dict[int, type] = {0: np.int8, 1: np.int16, 6: np.uint16}
 
 # Contrast scales (relative intensity units; tuned so good micrographs show particles at 4 A/px).
-_LOBE_PHASE = 0.05  # peak phase of one Gaussian lobe of a particle
-_LOBE_SIGMA = 0.09  # lobe width as a fraction of the particle diameter
+_LOBE_PHASE = 0.07  # peak phase of one Gaussian lobe of a particle
+_LOBE_SIGMA = 0.08  # lobe width as a fraction of the particle diameter
 _ICE_PHASE = 0.15  # std of the amorphous-ice phase noise at thickness 0.5
 _ICE_K0 = 0.05  # 1/A, knee of the ice spectrum (power ~ 1/sqrt(k) above it)
+_ICE_K1 = 0.005  # 1/A, below it (features > 200 A) uniform ice has little contrast
 _CARBON_PHASE = 0.12  # std of the carbon phase texture
 _CARBON_ABS = 0.12  # carbon absorption
 _CONTAM_ABS = 0.85  # contamination blob absorption
 _LATTICE = 0.08  # amplitude of each lattice cosine
-_THICK_LOWFREQ = 0.05  # std of the thickness variation at thickness 1
-_THICK_B = 200.0  # extra B-factor at thickness 1 (inelastic blur)
+_THICK_LOWFREQ = 0.06  # std of the thickness variation at thickness 1 (scales with thickness^2)
+_THICK_B = 400.0  # extra B-factor at thickness 1 (scales with thickness^2; inelastic blur)
 
 
 def _lowfreq_noise(rng: np.random.Generator, grid: FourierGrid, scale_A: float, std: float) -> np.ndarray:
@@ -100,8 +101,8 @@ def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.G
     deltas = particle_deltas(rng, shape, p, params)
 
     # -- phase part: ice noise (1/f) + particles + carbon texture
-    ice = (1.0 + grid.k / F32(_ICE_K0)) ** F32(-0.25)
-    ice *= F32(_ICE_PHASE * (0.5 + t) / np.sqrt(float(np.mean(ice**2))))
+    ice = (1.0 + grid.k / F32(_ICE_K0)) ** F32(-0.15) * (grid.k / (grid.k + F32(_ICE_K1)))
+    ice *= F32(_ICE_PHASE * (0.8 + 0.4 * t) / np.sqrt(float(np.mean(ice**2))))
     f_phase = fourier_noise(rng, grid) * ice
     if deltas.any():
         if contam is not None:
@@ -115,7 +116,7 @@ def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.G
         f_phase += sfft.rfft2(texture, workers=1)
 
     # -- absorption part: contamination, carbon, crystalline domains, thickness variation
-    f_abs = _lowfreq_noise(rng, grid, 300.0, _THICK_LOWFREQ * t)
+    f_abs = _lowfreq_noise(rng, grid, 300.0, _THICK_LOWFREQ * t * t)
     absorb = None
     for part, scale in ((contam, _CONTAM_ABS), (carbon, _CARBON_ABS), (domains, 1.0)):
         if part is not None and part.any():
@@ -124,7 +125,7 @@ def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.G
         f_abs += sfft.rfft2(absorb, workers=1)
 
     # -- optics: CTF + envelope, lattices, drift
-    envelope = np.exp(F32(-(params.bfactor + _THICK_B * t) / 4) * grid.k2)
+    envelope = np.exp(F32(-(params.bfactor + _THICK_B * t * t) / 4) * grid.k2)
     spectrum = envelope * (F32(2) * phase_ctf * f_phase - cos_chi * f_abs)
     if lattice.any():
         spectrum += sfft.rfft2(lattice, workers=1) * F32(_LATTICE)

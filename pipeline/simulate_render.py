@@ -62,10 +62,9 @@ def ctf_terms(grid: FourierGrid, params: SimParams) -> tuple[np.ndarray, np.ndar
 def fourier_noise(rng: np.random.Generator, grid: FourierGrid) -> np.ndarray:
     """Complex Gaussian noise on the rfft half-plane with the statistics of ``rfft2(white noise)``."""
     ny, nx = grid.shape
-    z = rng.standard_normal((2, ny, nx // 2 + 1), dtype=F32)
-    out = z[0] + 1j * z[1]
-    out *= F32(np.sqrt(ny * nx / 2))
-    return out.astype(np.complex64, copy=False)
+    z = rng.standard_normal((ny, nx // 2 + 1, 2), dtype=F32)
+    z *= F32(np.sqrt(ny * nx / 2))
+    return z.view(np.complex64)[..., 0]
 
 
 def particle_points(kind: str, diameter: float) -> np.ndarray:

@@ -87,13 +87,13 @@ def label_for(params: SimParams) -> tuple[str, tuple[str, ...]]:
 _BANDS: dict[str, tuple[tuple[float, float], ...]] = {
     "crystalline_fraction": ((0.002, 0.008), (0.05, 0.12), (0.25, 0.6)),
     "ice_thickness": ((0.1, 0.5), (0.65, 0.74), (0.86, 1.0)),
-    "contamination": ((0.004, 0.015), (0.07, 0.12), (0.2, 0.4)),
-    "drift_A": ((0.0, 5.0), (14.0, 25.0), (40.0, 80.0)),
+    "contamination": ((0.001, 0.006), (0.07, 0.12), (0.2, 0.4)),
+    "drift_A": ((0.0, 3.0), (14.0, 25.0), (40.0, 80.0)),
     "carbon_fraction": ((0.03, 0.1), (0.26, 0.42), (0.6, 0.9)),
     "defocus_um": ((0.8, 2.6), (3.3, 4.5), (3.3, 4.5)),
 }
 # Chance that a good-level value is exactly zero (most good micrographs have none of it).
-_ZERO_WHEN_GOOD = {"crystalline_fraction": 0.85, "contamination": 0.6, "carbon_fraction": 0.85}
+_ZERO_WHEN_GOOD = {"crystalline_fraction": 0.85, "contamination": 0.75, "carbon_fraction": 0.85}
 _MEDIUM_WEIGHTS = {
     "crystalline_fraction": 0.25,
     "ice_thickness": 0.2,
@@ -116,7 +116,7 @@ _NATURAL_LABEL_P = (0.5, 0.3, 0.2)
 def session_particle(session: SimSession) -> tuple[str, float]:
     """The sample of a session: one particle kind and diameter (A), fixed by the session name."""
     crc = zlib.crc32(session.name.encode())
-    return PARTICLE_KINDS[crc % len(PARTICLE_KINDS)], 90.0 + float((crc >> 8) % 90)
+    return PARTICLE_KINDS[crc % len(PARTICLE_KINDS)], 70.0 + float((crc >> 8) % 60)
 
 
 def _pick(rng: np.random.Generator, weights: dict[str, float], exclude: set[str]) -> str:
@@ -166,7 +166,7 @@ def sample_params(rng: np.random.Generator, session: SimSession, target_label: s
     diameter *= float(rng.uniform(0.95, 1.05))
     ny, nx = session.shape
     area = ny * nx * session.pixel_size**2
-    coverage = float(rng.uniform(0.18, 0.32)) * (1.0 - values["carbon_fraction"] * 0.5)
+    coverage = float(rng.uniform(0.25, 0.4)) * (1.0 - values["carbon_fraction"] * 0.5)
     n_particles = 0 if empty else max(3, int(round(coverage * area / (np.pi * (diameter / 2) ** 2))))
     n_spacings = int(rng.choice([1, 2, 3], p=[0.2, 0.3, 0.5]))
     spacing_idx = sorted(rng.choice(len(ICE_SPACINGS_A), size=n_spacings, replace=False).tolist())

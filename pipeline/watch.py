@@ -55,7 +55,7 @@ STATE_VERSION = 1
 class WatchConfig(FrozenModel):
     """When the watcher calls a file complete."""
 
-    stable_polls: int = Field(2, ge=1, description="consecutive polls with the same size and mtime")
+    stable_polls: int = Field(2, ge=1, description="consecutive polls that saw the same size and mtime (1: first sight)")
     min_age_s: float = Field(2.0, ge=0, description="seconds a file must be unchanged")
     give_up_s: float = Field(600.0, gt=0, description="hand over a stable file that never passes the probe after this")
     recursive: bool = True
@@ -178,9 +178,9 @@ class CompletionTracker:
                 del self.delivered[path]  # changed after delivery: watch it again
             seen = self.pending.get(path)
             if seen is None or (seen.size, seen.mtime_ns) != (stat.size, stat.mtime_ns):
-                self.pending[path] = _Pending(stat.size, stat.mtime_ns, 1, now)
-                continue
-            seen.stable += 1
+                seen = self.pending[path] = _Pending(stat.size, stat.mtime_ns, 1, now)
+            else:
+                seen.stable += 1
             if seen.stable < self.cfg.stable_polls or now - seen.since < self.cfg.min_age_s:
                 continue
             reason = self._verdict(path, stat, now - seen.since)

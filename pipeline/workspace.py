@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .catalogue import Base
@@ -46,6 +48,22 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables; another process creating them at the same moment is not an error."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+        except IntegrityError:  # PostgreSQL: a concurrent CREATE TABLE raced us on the type catalogue
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 @dataclass
@@ -75,7 +93,7 @@ class Workspace:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            Base.metadata.create_all(engine)
+            _create_tables(engine)
         except Exception as exc:  # noqa: BLE001 - re-raised with the URL, which the user can act on
             raise WorkspaceError(f"cannot open catalogue database {url!r}: {exc}") from exc
         return cls(root=root, db_url=url, engine=engine, _sessionmaker=sessionmaker(engine, expire_on_commit=False))

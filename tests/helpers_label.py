@@ -1,4 +1,8 @@
-"""Fixtures of the labelling tests: a workspace with synthetic micrographs, and a fresh PostgreSQL database."""
+"""Fixtures of the labelling tests: a workspace with synthetic micrographs.
+
+PostgreSQL and Chromium come from the shared fixtures in conftest.py (``postgres_url``,
+``chromium_executable``), which skip locally and fail in CI when the service is missing.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ import pytest
 from micrograde.pipeline.cache import save_entry
 from micrograde.pipeline.catalogue import Micrograph, SessionRow
 from micrograde.pipeline.workspace import Workspace
-
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 
 
 def add_micrographs(ws: Workspace, n: int, *, session: str = "grid1", names: list[str] | None = None,
@@ -66,24 +68,3 @@ def label_ws(tmp_path: Path):
     ws = Workspace.open(tmp_path / "ws")
     yield ws
     ws.close()
-
-
-def _pg_admin():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        return psycopg.connect(PG_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (user postgres, db test) is not reachable: {exc}")
-
-
-@pytest.fixture
-def pg_url():
-    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""
-    admin = _pg_admin()
-    name = f"mg_label_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()

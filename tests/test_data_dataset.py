@@ -70,6 +70,14 @@ def test_same_seed_same_samples_different_seed_different(ws, keys) -> None:
     assert all(torch.equal(x, a[i][0]) for i, x in enumerate(forward))
 
 
+def test_pickles_for_dataloader_workers(ws, keys) -> None:
+    import pickle
+
+    ds = MicrographDataset(ws.cache_dir, keys, [0] * len(keys), augment=build_augment(AugmentConfig()), seed=9)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(ds[2][0], clone[2][0])
+
+
 def test_preload_and_lazy_reading_agree(ws, keys) -> None:
     aug = AugmentConfig(seed=2)
     eager = MicrographDataset(ws.cache_dir, keys, None, augment=build_augment(aug), preload=True)

@@ -85,3 +85,20 @@ def test_full_pipeline_keeps_image_and_spectrum_consistent() -> None:
     for _ in range(3):
         img2, spec2 = apply_augment(compose, image, spectrum)
         assert _peak_distance(spectral_peaks(spec2, 4), spectral_peaks(power_spectrum(img2), 4)) <= 2.0
+
+
+@pytest.mark.parametrize("transform", [FieldCrop(fraction_range=(0.8, 0.8), p=1.0),
+                                       Turn(quarter_turns=False, flip_p=0.0, rotate_p=1.0, angle_range=(45, 45), p=1.0),
+                                       Stretch(stretch_range=(0.9, 0.9), p=1.0)], ids=["crop", "rotate", "stretch"])
+def test_no_ring_is_mirrored_back_into_the_spectrum(transform) -> None:
+    """Frequencies brought in from outside the array get a constant level, never a reflection
+    (a reflected ice ring would be an invented one)."""
+    yy, xx = np.mgrid[:N, :N]
+    r = np.hypot(yy - N // 2, xx - N // 2) / (N / 2)
+    spectrum = (10.0 * np.exp(-(((r - 0.86) / 0.01) ** 2))).astype(np.float32)  # one sharp ring near the edge
+    image, _ = synthetic_pair(0)
+    out = A.Compose([transform], seed=0)(image=image, spectrum=spectrum)["spectrum"]
+    assert out.max() > 5  # the ring is still there...
+    ring_radius = r[out > 5]
+    assert ring_radius.max() - ring_radius.min() < 0.25  # ...as one ring (an ellipse at most)
+    assert out[r > ring_radius.max() + 0.05].max() < 1.0  # and nothing ring-like beyond it

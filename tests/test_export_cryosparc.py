@@ -20,23 +20,27 @@ from micrograde.pipeline.export_cryosparc import (
     write_csg,
 )
 
-EXPOSURE_DTYPE = np.dtype([
-    ("uid", "<u8"),
-    ("micrograph_blob/path", "S120"),
-    ("micrograph_blob/idx", "<u4"),
-    ("micrograph_blob/shape", "<u4", (2,)),
-    ("micrograph_blob/psize_A", "<f4"),
-    ("ctf/type", "S16"),
-    ("ctf/df1_A", "<f4"),
-    ("ctf/df2_A", "<f4"),
-    ("mscope_params/accel_kv", "<f4"),
-])
+EXPOSURE_DTYPE = np.dtype(
+    [
+        ("uid", "<u8"),
+        ("micrograph_blob/path", "S120"),
+        ("micrograph_blob/idx", "<u4"),
+        ("micrograph_blob/shape", "<u4", (2,)),
+        ("micrograph_blob/psize_A", "<f4"),
+        ("ctf/type", "S16"),
+        ("ctf/df1_A", "<f4"),
+        ("ctf/df2_A", "<f4"),
+        ("mscope_params/accel_kv", "<f4"),
+    ]
+)
 
 
 def _exposures(preds: pd.DataFrame, extra: int = 2) -> np.ndarray:
     # cryoSPARC's own copies: J-numbered import folder, motion-corrected names
-    paths = [f"J2/motioncorrected/{i:021d}_{Path(m).stem}_fractions_patch_aligned_doseweighted.mrc"
-             for i, m in enumerate(preds["micrograph"])]
+    paths = [
+        f"J2/motioncorrected/{i:021d}_{Path(m).stem}_fractions_patch_aligned_doseweighted.mrc"
+        for i, m in enumerate(preds["micrograph"])
+    ]
     paths += [f"J2/motioncorrected/{k:021d}_Other_{k}_patch_aligned_doseweighted.mrc" for k in range(extra)]
     arr = np.zeros(len(paths), dtype=EXPOSURE_DTYPE)
     rng = np.random.default_rng(3)
@@ -64,8 +68,11 @@ def test_cs_round_trip_keeps_dtype_and_selects(tmp_path, include_medium):
     back = np.load(tmp_path / "selected.cs")
     assert back.dtype == cs_in.dtype
     wanted = {"good", "medium"} if include_medium else {"good"}
-    expected = {f"J2/motioncorrected/{i:021d}_{Path(m).stem}_fractions_patch_aligned_doseweighted.mrc".encode()
-                for i, (m, lab) in enumerate(zip(preds["micrograph"], preds["label"], strict=True)) if lab in wanted}
+    expected = {
+        f"J2/motioncorrected/{i:021d}_{Path(m).stem}_fractions_patch_aligned_doseweighted.mrc".encode()
+        for i, (m, lab) in enumerate(zip(preds["micrograph"], preds["label"], strict=True))
+        if lab in wanted
+    }
     assert set(back["micrograph_blob/path"].tolist()) == expected
     assert len(back) == len(expected)
     # whole rows travel: uid and CTF values equal those of the input rows
@@ -73,7 +80,9 @@ def test_cs_round_trip_keeps_dtype_and_selects(tmp_path, include_medium):
     for row in back:
         src = by_uid[int(row["uid"])]
         assert row.tobytes() == src.tobytes()
-    assert sorted(unmatched) == [f"J2/motioncorrected/{k:021d}_Other_{k}_patch_aligned_doseweighted.mrc" for k in range(2)]
+    assert sorted(unmatched) == [
+        f"J2/motioncorrected/{k:021d}_Other_{k}_patch_aligned_doseweighted.mrc" for k in range(2)
+    ]
     assert not (tmp_path / "selected.cs.npy").exists()
 
 

@@ -53,7 +53,7 @@ def test_real_micrograph_ingests_with_shape_and_pixel_size(prefect_harness, real
         assert (row.shape_y, row.shape_x) == (927, 959)
         assert row.pixel_size == pytest.approx(1.0)
         assert row.pixel_size_source == "header"
-        assert row.mode == "mrc-mode-2"
+        assert row["mode"] == "mrc-mode-2"
         assert has_entry(ws.cache_dir, row.cache_key)
         assert np.isfinite(row.ice_ring_score)
 

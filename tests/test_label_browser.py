@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,33 +13,33 @@ from micrograde.pipeline.workspace import Workspace
 from helpers_label import add_micrographs
 from helpers_label_server import serve_in_thread
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
-expect = sync_api.expect
-
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium not installed at {CHROMIUM}"),
-    pytest.mark.timeout(120),
-]
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def browser():
+def pw_api(chromium_executable):
+    """Playwright's sync API and Debian's Chromium (skips, or fails in CI, when absent; never downloads one)."""
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium_executable, args=ARGS, headless=True)
         try:
-            yield b
+            yield browser, sync_api.expect
         finally:
-            b.close()
+            browser.close()
 
 
-def test_keyboard_labelling_and_undo(tmp_path: Path, browser):
+def test_keyboard_labelling_and_undo(tmp_path: Path, pw_api):
+    browser, expect = pw_api
     ws = Workspace.open(tmp_path / "ws")
     ids = add_micrographs(ws, 5)
     annotator, token = store.add_annotator(ws, "ana", "postdoc")
+    ben, _ = store.add_annotator(ws, "ben", "senior-scientist")
+    evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    store.annotate(ws, ids[3], ben.id, "bad", comment=evil)
     with serve_in_thread(create_app(ws)) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         errors: list[str] = []
@@ -80,12 +79,25 @@ def test_keyboard_labelling_and_undo(tmp_path: Path, browser):
         page.goto(url + "/")
         page.wait_for_selector("body[data-ready='1']")
         assert page.locator("#mname").inner_text() == "mic_002.mrc"
+
+        # unblinded, another annotator's comment shows as text and never runs
+        page.keyboard.press("ArrowRight")
+        page.wait_for_selector("#mname:has-text('mic_003.mrc')")
+        assert page.locator("#others-wrap").is_hidden()
+        page.click("#blind")
+        expect(page.locator("#others li")).to_contain_text("ben (senior-scientist): bad")
+        assert evil in page.locator("#others li").inner_text()
+        assert page.locator("#others img, #others script").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        assert not errors, errors
         page.close()
 
-    latest = store.latest_annotations(ws).set_index("micrograph_id")
-    assert dict(latest["label"]) == {ids[0]: "bad", ids[1]: "good"}
+    latest = store.latest_annotations(ws)
+    latest = latest[latest["annotator"] == "ana"].set_index("micrograph_id")
+    assert dict(latest["label"]) == {ids[0]: "bad", ids[1]: "good"}  # 2 labels effective
     assert latest.loc[ids[0], "reasons"] == "crystalline-ice"
     hist = store.annotation_history(ws)
+    hist = hist[hist["annotator"] == "ana"]
     assert list(hist["micrograph_id"]) == [ids[0], ids[1], ids[2], ids[2]]
     assert hist["label"].iloc[2] == "medium" and hist["label"].isna().iloc[3]  # the retraction row
     assert set(hist["source"]) == {"web"} and set(hist["annotator"]) == {annotator.name}

@@ -12,7 +12,7 @@ from micrograde.labeling import store
 from micrograde.pipeline.catalogue import Annotation
 from micrograde.pipeline.workspace import Workspace
 
-from helpers_label import add_micrographs, pg_url  # noqa: F401 - fixture
+from helpers_label import add_micrographs
 
 N_THREADS, N_EACH = 8, 25
 LABELS = ("good", "medium", "bad")
@@ -64,7 +64,7 @@ def test_concurrent_labelling_sqlite(tmp_path, separate):
         check(ws, separate)
 
 
-def test_concurrent_labelling_postgresql(tmp_path, pg_url):
-    with Workspace.open(tmp_path / "ws", pg_url) as ws:
+def test_concurrent_labelling_postgresql(tmp_path, postgres_url):
+    with Workspace.open(tmp_path / "ws", postgres_url) as ws:
         assert ws.engine.dialect.name == "postgresql"
         check(ws)

@@ -132,3 +132,17 @@ def test_torchvision_shim_is_idempotent():
     import torchvision
 
     assert torchvision.__version__
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet18", "convnext_tiny"])
+def test_trunk_tail_split_reproduces_the_model(name):
+    from micrograde.models.adapters import split_model
+
+    spec = get_spec(name)
+    model, _ = create_model(name, weights="none")
+    split = split_model(model.eval(), spec.family, spec.finetune_stages)
+    assert split is not None
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(split.tail(split.trunk(x)), model(x), rtol=1e-5, atol=1e-5)
+    assert split_model(model, "lenet", ("",)) is None

@@ -39,6 +39,16 @@ def test_fine_tuning_learns_a_held_out_session(sessions):
     assert result.calibration["ece_after"] <= result.calibration["ece_before"] + 1e-6
 
 
+def test_cached_features_train_like_the_full_model(sessions):
+    train, val, _ = sessions
+    runs = []
+    for cache in (True, False):
+        model, _ = create_model("efficientnet_lite0")
+        res = fit(model, train, val, _cfg(epochs_head=2, epochs_finetune=1, cache_features=cache), progress=False)
+        runs.append([h.val_loss for h in res.history])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-3, atol=1e-4)
+
+
 def test_from_scratch_has_one_stage_training_everything(sessions):
     train, val, _ = sessions
     model, _ = create_model("lenet")

@@ -9,8 +9,14 @@ from helpers_report import fake_images, make_card, make_predictions
 from micrograde.pipeline.ood import ood_warnings
 from micrograde.pipeline.report import SECTION_IDS, build_report, write_predictions, write_report
 
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +26,23 @@ def report_dir(tmp_path_factory):
     preds.loc[2, "name"] = "<img src=x onerror=alert(1)>.mrc"
     card = make_card()
     rejects = pd.DataFrame({"path": ["/data/s1/broken.mrc"], "reason": ["corrupt"], "detail": ["truncated"]})
-    html = build_report(preds, card=card, rejects=rejects, get_images=fake_images,
-                        run_info={"run_id": "r1", "model_id": card["id"]}, metrics=None,
-                        warnings=ood_warnings(preds.assign(detector="Falcon 4"), card),
-                        review_url="http://127.0.0.1:8765", gallery_per_class=8)
+    html = build_report(
+        preds,
+        card=card,
+        rejects=rejects,
+        get_images=fake_images,
+        run_info={"run_id": "r1", "model_id": card["id"]},
+        metrics=None,
+        warnings=ood_warnings(preds.assign(detector="Falcon 4"), card),
+        review_url="http://127.0.0.1:8765",
+        gallery_per_class=8,
+    )
     write_report(out, html)
     write_predictions(out, preds)
     return out
 
 
+@pytest.mark.browser
 def test_report_opens_without_console_errors_or_requests(report_dir, chromium_executable):
     from playwright.sync_api import sync_playwright
 
@@ -47,11 +61,15 @@ def test_report_opens_without_console_errors_or_requests(report_dir, chromium_ex
             page.wait_for_load_state("networkidle")
             ids = page.eval_on_selector_all("section[id]", "els => els.map(e => e.id)")
             counts = page.eval_on_selector_all(
-                "table.summary-counts td[data-count]", "els => els.map(e => [e.dataset.label, +e.dataset.count])")
+                "table.summary-counts td[data-count]", "els => els.map(e => [e.dataset.label, +e.dataset.count])"
+            )
             session_counts = page.eval_on_selector_all(
                 "table.session-counts td[data-count]",
-                "els => els.map(e => [e.dataset.session, e.dataset.label, +e.dataset.count])")
-            broken_images = page.eval_on_selector_all("img", "els => els.filter(i => !(i.complete && i.naturalWidth > 0)).length")
+                "els => els.map(e => [e.dataset.session, e.dataset.label, +e.dataset.count])",
+            )
+            broken_images = page.eval_on_selector_all(
+                "img", "els => els.filter(i => !(i.complete && i.naturalWidth > 0)).length"
+            )
             n_images = page.eval_on_selector_all("img", "els => els.length")
         finally:
             browser.close()
@@ -62,8 +80,12 @@ def test_report_opens_without_console_errors_or_requests(report_dir, chromium_ex
     assert dialogs == []  # the escaped <img onerror> name did not run
     back = pd.read_csv(report_dir / "predictions.csv")
     expected = back["label"].value_counts()
-    assert dict(counts) == {"good": int(expected.get("good", 0)), "medium": int(expected.get("medium", 0)),
-                            "bad": int(expected.get("bad", 0)), "total": len(back)}
+    assert dict(counts) == {
+        "good": int(expected.get("good", 0)),
+        "medium": int(expected.get("medium", 0)),
+        "bad": int(expected.get("bad", 0)),
+        "total": len(back),
+    }
     for session, label, n in session_counts:
         rows = back[back["session"] == session]
         assert n == (len(rows) if label == "total" else int((rows["label"] == label).sum()))

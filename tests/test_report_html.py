@@ -20,8 +20,14 @@ from micrograde.pipeline.report import (
 from micrograde.pipeline.report_gallery import gallery_sample
 
 REVIEW = "http://127.0.0.1:8000"
-RUN_INFO = {"run_id": "20260301-101500-ab12", "created_at": "2026-03-01T10:15:00", "micrograde_version": "0.1.0",
-            "command_line": "micrograde assess /data --workspace ws", "inputs_digest": "d1g3st", "model_id": "m-1"}
+RUN_INFO = {
+    "run_id": "20260301-101500-ab12",
+    "created_at": "2026-03-01T10:15:00",
+    "micrograde_version": "0.1.0",
+    "command_line": "micrograde assess /data --workspace ws",
+    "inputs_digest": "d1g3st",
+    "model_id": "m-1",
+}
 
 
 class _Collector(HTMLParser):
@@ -49,9 +55,13 @@ class _Collector(HTMLParser):
 
 
 def _rejects():
-    return pd.DataFrame({"path": ["/data/s1/broken.mrc", "/data/s1/tiny.mrc", "/data/s2/x.txt"],
-                         "reason": ["corrupt", "too-small", "unsupported"],
-                         "detail": ["header truncated", "64x64 px", "not a micrograph"]})
+    return pd.DataFrame(
+        {
+            "path": ["/data/s1/broken.mrc", "/data/s1/tiny.mrc", "/data/s2/x.txt"],
+            "reason": ["corrupt", "too-small", "unsupported"],
+            "detail": ["header truncated", "64x64 px", "not a micrograph"],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +74,17 @@ def report():
     card = make_card()
     preds.loc[preds["session"] == "s2", "detector"] = "Falcon <4>"
     warnings = ood_warnings(preds, card)
-    html = build_report(preds, card=card, rejects=_rejects(), get_images=fake_images, run_info=RUN_INFO,
-                        metrics=None, warnings=warnings, review_url=REVIEW, gallery_per_class=6)
+    html = build_report(
+        preds,
+        card=card,
+        rejects=_rejects(),
+        get_images=fake_images,
+        run_info=RUN_INFO,
+        metrics=None,
+        warnings=warnings,
+        review_url=REVIEW,
+        gallery_per_class=6,
+    )
     parsed = _Collector()
     parsed.feed(html)
     return preds, html, parsed
@@ -90,11 +109,14 @@ def test_counts_match_predictions(report, tmp_path):
     preds, _, parsed = report
     csv_path, pq_path = write_predictions(tmp_path, preds)
     back = pd.read_csv(csv_path)
-    overall = {a["data-label"]: int(a["data-count"]) for a in parsed.counts
-               if "data-label" in a and "data-session" not in a}
+    overall = {
+        a["data-label"]: int(a["data-count"]) for a in parsed.counts if "data-label" in a and "data-session" not in a
+    }
     expected = back["label"].value_counts().to_dict()
     assert overall == {**{k: expected.get(k, 0) for k in ("good", "medium", "bad")}, "total": len(back)}
-    per_session = {(a["data-session"], a["data-label"]): int(a["data-count"]) for a in parsed.counts if "data-session" in a}
+    per_session = {
+        (a["data-session"], a["data-label"]): int(a["data-count"]) for a in parsed.counts if "data-session" in a
+    }
     for (session, label), n in per_session.items():
         rows = back[back["session"] == session]
         assert n == (len(rows) if label == "total" else int((rows["label"] == label).sum()))
@@ -116,7 +138,7 @@ def test_gallery_links_and_least_confident_first(report):
     for link in parsed.review_links:
         mid = re.match(rf"^{re.escape(REVIEW)}/micrograph/(\d+)\?review=1$", link).group(1)
         assert mid in ids
-    bad_section = html[html.index('id="gallery-bad"'):html.index('id="scores"')]
+    bad_section = html[html.index('id="gallery-bad"') : html.index('id="scores"')]
     shown = [int(m) for m in re.findall(r'data-micrograph-id="(\d+)"', bad_section)]
     conf = preds.set_index("micrograph_id").loc[shown, "confidence"].to_numpy()
     assert list(conf) == sorted(conf) and shown[0] == int(preds.loc[5, "micrograph_id"])
@@ -139,8 +161,17 @@ def test_report_without_labels_card_or_images_still_has_every_section(tmp_path):
     def broken(key):
         raise FileNotFoundError(key)
 
-    html = build_report(preds, card=None, rejects=None, get_images=broken, run_info={}, metrics=None,
-                        warnings=[], review_url=None, gallery_per_class=4)
+    html = build_report(
+        preds,
+        card=None,
+        rejects=None,
+        get_images=broken,
+        run_info={},
+        metrics=None,
+        warnings=[],
+        review_url=None,
+        gallery_per_class=4,
+    )
     parsed = _Collector()
     parsed.feed(html)
     assert set(SECTION_IDS) <= set(parsed.ids)

@@ -58,8 +58,15 @@ def test_degenerate_inputs_still_plot():
 def test_report_of_an_empty_run_has_every_section():
     empty = make_predictions(5).iloc[0:0]
     rejects = pd.DataFrame({"path": ["/a.mrc"], "reason": ["corrupt"], "detail": [""]})
-    html = build_report(empty, card=make_card(), rejects=rejects, get_images=None, run_info={"run_id": "r"},
-                        warnings=[], review_url=None)
+    html = build_report(
+        empty,
+        card=make_card(),
+        rejects=rejects,
+        get_images=None,
+        run_info={"run_id": "r"},
+        warnings=[],
+        review_url=None,
+    )
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in html
     assert 'data-count="0" data-label="total"' in html
