@@ -43,14 +43,15 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
     """
     if not sources and not sessions:
         raise click.UsageError("give micrograph files/folders to assess, or --assess-session NAME")
-    from .assess import AssessConfig
     from .runtime import configure_prefect
 
     ws = open_workspace(workspace, db)
+    configure_prefect(ws.root)  # before Prefect is imported: its home and logging come from the environment
+    from .assess import AssessConfig
+
     cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
                        include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
                        sessions=tuple(sessions) or None)
-    configure_prefect(ws.root)
     from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
     from micrograde.pipeline.export_cryosparc import CsFormatError
     from micrograde.pipeline.export_relion import StarFormatError

@@ -80,6 +80,14 @@ class MicrographResolver:
                 shown = "; ".join(self._label[i] for i in ids[:5])
                 more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
                 raise LabelingError(f"ambiguous micrograph {value!r}: matches {shown}{more}; give the full path")
+        if "/" in value:  # a relative path (e.g. as in the simulator's truth.csv): match the path's tail
+            tail = "/" + os.path.normpath(value).lstrip("./")
+            ids = sorted({i for path, found in self._by_path.items() if path.endswith(tail) for i in found})
+            if len(ids) == 1:
+                return ids[0]
+            if len(ids) > 1:
+                shown = "; ".join(self._label[i] for i in ids[:5])
+                raise LabelingError(f"ambiguous micrograph {value!r}: matches {shown}; give the full path")
         raise LabelingError(f"unknown micrograph {value!r} (not in the catalogue; ingest it first?)")
 
 

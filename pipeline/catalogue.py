@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -146,6 +147,7 @@ class Annotation(Base):
     """Append-only: a new label is a new row; the latest row per (annotator, micrograph) counts."""
 
     __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_latest", "annotator_id", "micrograph_id", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     micrograph_id: Mapped[int] = mapped_column(ForeignKey("micrographs.id"), index=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)

@@ -123,3 +123,16 @@ def test_export_with_no_labels(label_ws, tmp_path):
     add_micrographs(label_ws, 2)
     table = export_labels(label_ws, tmp_path / "e.csv")
     assert table.empty and list(pd.read_csv(tmp_path / "e.csv").columns)[:4] == ["micrograph", "name", "session", "consensus"]
+
+
+def test_import_by_relative_path_tail(label_ws, tmp_path):
+    add_micrographs(label_ws, 2, session="grid1")
+    add_micrographs(label_ws, 2, session="grid2")  # same file names under /data/grid2
+    csv = write(tmp_path / "rel.csv", "micrograph,label\ngrid2/mic_000.mrc,bad\n./grid1/mic_001.mrc,good\n")
+    store.import_labels(label_ws, csv, "ana", "postdoc")
+    latest = store.latest_annotations(label_ws).set_index("micrograph")
+    assert latest.loc["/data/grid2/mic_000.mrc", "label"] == "bad"
+    assert latest.loc["/data/grid1/mic_001.mrc", "label"] == "good"
+    ambiguous = write(tmp_path / "amb.csv", "micrograph,label\nmic_000.mrc,bad\n")
+    with pytest.raises(LabelImportError, match="ambiguous"):
+        store.import_labels(label_ws, ambiguous, "ana", "postdoc")

@@ -1,0 +1,106 @@
+"""Train on simulated, labelled sessions, evaluate on a held-out session, assess it and check the outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+from click.testing import CliRunner
+
+from micrograde.flows.cli import main
+from micrograde.pipeline.catalogue import ModelRow
+from micrograde.pipeline.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+HELD_OUT = "k3_au_ultraufoil"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness):
+    """A workspace with three labelled sessions ingested, one unlabelled, and one model trained."""
+    from micrograde.flows.ingest import ingest_flow
+    from micrograde.flows.train import train_flow
+    from micrograde.labeling.store import import_labels
+    from micrograde.models.train import TrainConfig
+    from micrograde.models.training_run import TrainRunConfig
+    from micrograde.pipeline.simulate_io import write_collection
+
+    base = tmp_path_factory.mktemp("trained")
+    truth = write_collection(base / "sim", 48, seed=11)
+    root = base / "ws"
+    ingest_flow([str(base / "sim")], str(root))
+    labelled = truth[truth["session"] != HELD_OUT]
+    labels = base / "labels.csv"
+    labelled[["micrograph", "label"]].to_csv(labels, index=False)
+    with Workspace.open(root) as ws:
+        import_labels(ws, labels, "senior", "senior-scientist")
+    cfg = TrainRunConfig(train=TrainConfig(epochs_head=6, epochs_finetune=4, batch_size=16, seed=0))
+    outcome = train_flow(str(root), None, cfg, "pytest train")
+    return base, root, truth, outcome
+
+
+def test_model_is_registered_with_a_complete_card(trained):
+    _base, root, _truth, outcome = trained
+    card = json.loads((outcome.model_dir / "card.json").read_text())
+    assert card["backbone"]["name"] == "efficientnet_lite0" and card["weights"]["pretrained"] is True
+    assert card["classes"] == ["good", "medium", "bad"]
+    assert card["input"]["layout"] == "image,spectrum,image"
+    assert card["command_line"] == "pytest train" and card["training"]["data_digest"]
+    groups = card["training"]["groups"]
+    sides = [set(groups[s]) for s in ("train", "val", "test")]
+    assert all(a.isdisjoint(b) for i, a in enumerate(sides) for b in sides[i + 1:])
+    assert HELD_OUT not in set().union(*sides)
+    assert len(card["history"]) >= 2 and {"train_loss", "val_loss"} <= set(card["history"][0])
+    assert {"temperature", "ece_before", "ece_after"} <= set(card["calibration"])
+    with Workspace.open(root) as ws, ws.session() as s:
+        assert s.get(ModelRow, outcome.model_id) is not None
+
+
+def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path):
+    base, root, truth, outcome = trained
+    held = truth[truth["session"] == HELD_OUT]
+    star_in = tmp_path / "micrographs_ctf.star"
+    names = [f"MotionCorr/job002/{HELD_OUT}/{p.split('/')[-1]}" for p in held["micrograph"]]
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [0.83], "rlnVoltage": [300.0]})
+    mics = pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": 1,
+                         "rlnDefocusU": np.linspace(10000, 20000, len(names)), "rlnCtfMaxResolution": 4.0})
+    starfile.write({"optics": optics, "micrographs": mics}, star_in)
+    result = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root),
+                                       "--star", str(star_in), "--include-medium"])
+    assert result.exit_code == 0, result.output
+    report_dir = root / "reports" / result.output.strip().splitlines()[-1].split("/")[-1]
+    assert (report_dir / "report.html").is_file()
+    pred = pd.read_csv(report_dir / "predictions.csv")
+    assert list(pred.columns[:6]) == ["micrograph", "label", "p_good", "p_medium", "p_bad", "confidence"]
+    assert len(pred) == len(held)
+    assert np.allclose(pred[["p_good", "p_medium", "p_bad"]].sum(axis=1), 1.0, atol=1e-5)
+    selected = starfile.read(report_dir / "selected.star")
+    chosen = {p.split("/")[-1] for p in pred.loc[pred["label"].isin(["good", "medium"]), "micrograph"]}
+    assert {n.split("/")[-1] for n in selected["micrographs"]["rlnMicrographName"]} == chosen
+    assert list(selected["micrographs"].columns) == list(mics.columns)
+    assert selected["optics"].equals(optics) or selected["optics"].to_dict() == optics.to_dict()
+    again = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root)])
+    assert again.exit_code == 0, again.output
+    second = pd.read_csv(root / "reports" / again.output.strip().splitlines()[-1].split("/")[-1] / "predictions.csv")
+    assert second.set_index("micrograph")["p_good"].equals(pred.set_index("micrograph")["p_good"])
+
+
+def test_fine_tuning_learns_on_the_held_out_session(trained):
+    _base, root, truth, outcome = trained
+    from micrograde.flows.train import evaluate_flow
+    from micrograde.labeling.store import import_labels
+
+    held = truth[truth["session"] == HELD_OUT]
+    labels = root.parent / "held_labels.csv"
+    held[["micrograph", "label"]].to_csv(labels, index=False)
+    with Workspace.open(root) as ws:
+        import_labels(ws, labels, "checker", "postdoc")
+    result = evaluate_flow(str(root), None, outcome.model_id, [HELD_OUT])
+    assert result["n"] == len(held)
+    # chance is 1/3 for three balanced classes
+    assert result["metrics"]["macro_f1"] > 0.5, result["metrics"]
