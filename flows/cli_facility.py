@@ -85,7 +85,7 @@ def serve_cmd(workspace, db, watch_dir, cron, interval, limit, dask_address, das
     """Serve the facility deployments until Ctrl-C: watch (every --interval s), sweep (--cron), retrain.
 
     Uses the Prefect server in PREFECT_API_URL, else starts a private local one (its database in
-    WORKSPACE/.prefect). Trigger a retrain with `prefect deployment run micrograde-retrain/retrain`
+    PREFECT_HOME, WORKSPACE/.prefect by default). Trigger a retrain with `prefect deployment run micrograde-retrain/retrain`
     (with PREFECT_API_URL set to the URL printed at start).
 
     \b
@@ -109,7 +109,7 @@ def serve_cmd(workspace, db, watch_dir, cron, interval, limit, dask_address, das
     serve = ServeConfig(root=str(ws.root), watch_dir=str(Path(watch_dir).resolve()), db_url=db, cron=cron,
                         interval_s=interval, dask_address=dask_address, workers=workers, limit=limit,
                         command=_command_line())
-    log = ws.root / ".prefect" / "server.log"
+    log = ws.root / "facility" / "prefect-server.log"
     with local_prefect_server(log) as url:
         click.echo(f"Prefect API: {url}")
         serve_facility(serve, facility, ingest_cfg, dask_workers=dask_workers)

@@ -159,6 +159,8 @@ def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],

@@ -1,8 +1,9 @@
 """Fine-tuning recipe: head on frozen features, then the last stages at a lower learning rate.
 
 Stage ``head`` (pretrained backbones only): backbone frozen; its pooled features are computed
-once per sample and cached in memory when the training set has no augmentation (fast on CPU),
-else computed per batch without gradients. Stage ``finetune``: the spec's last stages and the
+once per sample and cached in memory (fast on CPU): from the un-augmented images when
+``head_on_clean_features`` (default), else only when the training set has no augmentation (with
+augmentation they are then computed per batch without gradients). Stage ``finetune``: the spec's last stages and the
 head are unfrozen (BatchNorm statistics stay as pretrained); without augmentation the frozen
 trunk's activations are likewise computed once and only the tail runs each epoch. A model trained from scratch
 (``weights="none"``, or lenet) has a single ``finetune`` stage with every parameter trainable,
@@ -18,7 +19,7 @@ calibration temperature.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -82,6 +83,9 @@ class TrainConfig(FrozenModel):
     device: str = "auto"
     cache_features: bool = Field(True, description="compute frozen features once when there is no augmentation")
     feature_cache_mb: int = Field(2048, ge=0, description="memory limit of the cached trunk activations")
+    head_on_clean_features: bool = Field(
+        True, description="head stage on cached features of the un-augmented images (augmentation then "
+        "applies in the fine-tuning stage): much faster on CPU")
     overfit_ratio: float = Field(1.5, gt=1)
 
     def pretrained(self) -> bool:
@@ -168,42 +172,68 @@ def _load_checkpoint(resume: Path, cfg: TrainConfig) -> dict:
     return ckpt
 
 
+@contextlib.contextmanager
+def _without_augment(ds):
+    """Temporarily switch off a dataset's ``augment`` (restored afterwards)."""
+    saved = getattr(ds, "augment", None)
+    if saved is None:
+        yield
+        return
+    ds.augment = None
+    try:
+        yield
+    finally:
+        ds.augment = saved
+
+
 def _stage_inputs(model, stage: _Stage, cfg: TrainConfig, train_ds, val_ds, val_loader, device, augmenting: bool,
                   progress: bool):
     """(train forward, val forward, train source, val source) of a stage.
 
-    With ``cache_features`` and no augmentation, what the frozen part computes is the same every
-    epoch, so it is computed once: the pooled features for the head stage, the trunk activations
-    (:mod:`micrograde.models.adapters`) for the fine-tuning stage when they fit in
-    ``feature_cache_mb``. Otherwise the sources are the datasets and the forwards run the model.
+    The frozen part of a stage (the whole backbone for the head stage, the trunk of
+    :mod:`micrograde.models.adapters` for the fine-tuning stage) computes the same thing every
+    epoch for a dataset without augmentation, so with ``cache_features`` its output is computed
+    once per sample (when it fits in ``feature_cache_mb``) and only the trained part runs each
+    epoch. The validation set never augments, so it is cached even when training augments.
     """
     spec = get_spec(cfg.backbone)
-    classifier = model.get_classifier()
     if stage.name == "head":
-        frozen, trained = pooled_features(model), classifier
+        frozen, trained = pooled_features(model), model.get_classifier()
     else:
         split = split_model(model, spec.family, spec.finetune_stages) if "" not in stage.prefixes else None
         frozen, trained = (split.trunk, split.tail) if split is not None else (None, model)
     if frozen is None:
         return model, model, train_ds, val_ds
-    if not cfg.cache_features or augmenting:
-        def forward(x, _frozen=frozen, _trained=trained):
-            with torch.no_grad():
-                h = _frozen(x)
-            return _trained(h)
-        return forward, forward, train_ds, val_ds
+
+    def through(x, _frozen=frozen, _trained=trained):
+        with torch.no_grad():
+            h = _frozen(x)
+        return _trained(h)
+
+    clean_head = stage.name == "head" and cfg.head_on_clean_features
+    cache_train = cfg.cache_features and (not augmenting or clean_head)
+    cache_val = cfg.cache_features and getattr(val_ds, "augment", None) is None
+    if not (cache_train or cache_val):
+        return through, through, train_ds, val_ds
     model.eval()
     with torch.no_grad():
         probe = frozen(val_ds[0][0][None].to(device))
-    if probe[0].numel() * 4 * (len(train_ds) + len(val_ds)) > cfg.feature_cache_mb * 2**20:
+    n = len(train_ds) * cache_train + len(val_ds) * cache_val
+    if probe[0].numel() * 4 * n > cfg.feature_cache_mb * 2**20:
         set_trainable(model, stage.prefixes)
-        return model, model, train_ds, val_ds
-    loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device)
+        return through, through, train_ds, val_ds
     desc = "features" if stage.name == "head" else "trunk"
-    ht, yt = extract_features(frozen, loader, device, desc=f"{desc} (train)", progress=progress)
-    hv, yv = extract_features(frozen, val_loader, device, desc=f"{desc} (val)", progress=progress)
+    train_fwd, train_src, val_fwd, val_src = through, train_ds, through, val_ds
+    if cache_train:
+        loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device)
+        with _without_augment(train_ds):
+            cached = extract_features(frozen, loader, device, desc=f"{desc} (train)", progress=progress)
+        train_fwd, train_src = trained, TensorDataset(*cached)
+    if cache_val:
+        val_fwd, val_src = trained, TensorDataset(*extract_features(frozen, val_loader, device,
+                                                                    desc=f"{desc} (val)", progress=progress))
     set_trainable(model, stage.prefixes)
-    return trained, trained, TensorDataset(ht, yt), TensorDataset(hv, yv)
+    return train_fwd, val_fwd, train_src, val_src
 
 
 def fit(
@@ -291,7 +321,7 @@ def _fit(model, train_ds, val_ds, cfg, device, sampler, checkpoint_dir, resume, 
             train_loss = train_one_epoch(train_forward, loader, criterion, optimizer, scheduler, scaler, device,
                                          desc=f"{stage.name} {se}/{stage.epochs}", progress=progress)
             model.eval()
-            v_loader = make_loader(val_source, batch_size=cfg.batch_size) if use_cache else val_loader
+            v_loader = val_loader if val_source is val_ds else make_loader(val_source, batch_size=cfg.batch_size)
             v_logits, v_y = predict_logits(val_forward, v_loader, device, desc="validate", progress=progress)
             val_loss = float(criterion(v_logits.to(device), v_y.to(device)))
             m = classification_metrics(v_y.numpy(), v_logits.argmax(1).numpy())

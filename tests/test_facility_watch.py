@@ -194,3 +194,33 @@ def test_watch_flow_killed_with_kill_9_and_restarted_loses_nothing(sim_collectio
             os.killpg(proc.pid, signal.SIGKILL)
         if ws is not None:
             ws.close()
+
+
+def test_sweep_command_ingests_settled_files_and_leaves_files_being_written(prefect_harness, sim_collection, tmp_path):
+    from click.testing import CliRunner
+
+    from micrograde.flows.cli_facility import sweep_cmd
+
+    src, truth = sim_collection
+    rels = list(truth["micrograph"])[:3]
+    watch, root = tmp_path / "watch", tmp_path / "ws"
+    for rel in rels[:2]:
+        (watch / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / rel, watch / rel)
+    old = time.time() - 3600
+    os.utime(watch / rels[0], (old, old))
+    (watch / rels[2]).parent.mkdir(parents=True, exist_ok=True)
+    (watch / rels[2]).write_bytes((src / rels[2]).read_bytes()[:5000])  # still being written
+    args = ["--workspace", str(root), "--watch", str(watch), "--min-age", "30", "--give-up", "600"]
+    first = CliRunner().invoke(sweep_cmd, args)
+    assert first.exit_code == 0, first.output
+    assert "sweep: 1 files, 0 rejected" in first.output
+    for rel in rels[1:]:
+        os.utime(watch / rel, (old, old))  # an hour later: one finished, one never will
+    second = CliRunner().invoke(sweep_cmd, args)
+    # a sweep looks at the whole folder again: the first file is re-checked (and skipped by ingest)
+    assert second.exit_code == 0 and "sweep: 3 files, 1 rejected" in second.output, second.output
+    assert "no model trained yet" in second.output
+    with Workspace.open(root) as ws:
+        assert sorted(Path(p).name for p in micrograph_table(ws)["path"]) == sorted(Path(r).name for r in rels[:2])
+        assert list(reject_table(ws)["reason"]) == ["truncated"]

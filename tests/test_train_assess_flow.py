@@ -16,7 +16,7 @@ from micrograde.pipeline.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
-HELD_OUT = "k3_au_ultraufoil"
+HELD_OUT = "falcon4i_cu_quantifoil"
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,10 @@ def trained(tmp_path_factory, prefect_harness):
     from micrograde.models.train import TrainConfig
     from micrograde.models.training_run import TrainRunConfig
     from micrograde.pipeline.simulate_io import write_collection
+    from micrograde.pipeline.splits import SplitConfig
 
     base = tmp_path_factory.mktemp("trained")
-    truth = write_collection(base / "sim", 48, seed=11)
+    truth = write_collection(base / "sim", 96, seed=11)
     root = base / "ws"
     ingest_flow([str(base / "sim")], str(root))
     labelled = truth[truth["session"] != HELD_OUT]
@@ -38,7 +39,9 @@ def trained(tmp_path_factory, prefect_harness):
     labelled[["micrograph", "label"]].to_csv(labels, index=False)
     with Workspace.open(root) as ws:
         import_labels(ws, labels, "senior", "senior-scientist")
-    cfg = TrainRunConfig(train=TrainConfig(epochs_head=6, epochs_finetune=4, batch_size=16, seed=0))
+    # the held-out session is the test set: train on two labelled sessions, validate on the third
+    cfg = TrainRunConfig(train=TrainConfig(epochs_head=8, epochs_finetune=6, batch_size=16, seed=0),
+                         split=SplitConfig(test_fraction=0.0))
     outcome = train_flow(str(root), None, cfg, "pytest train")
     return base, root, truth, outcome
 
@@ -54,6 +57,7 @@ def test_model_is_registered_with_a_complete_card(trained):
     sides = [set(groups[s]) for s in ("train", "val", "test")]
     assert all(a.isdisjoint(b) for i, a in enumerate(sides) for b in sides[i + 1:])
     assert HELD_OUT not in set().union(*sides)
+    assert set(groups["test"]) == set()
     assert len(card["history"]) >= 2 and {"train_loss", "val_loss"} <= set(card["history"][0])
     assert {"temperature", "ece_before", "ece_after"} <= set(card["calibration"])
     with Workspace.open(root) as ws, ws.session() as s:
@@ -64,9 +68,9 @@ def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path)
     base, root, truth, outcome = trained
     held = truth[truth["session"] == HELD_OUT]
     star_in = tmp_path / "micrographs_ctf.star"
-    names = [f"MotionCorr/job002/{HELD_OUT}/{p.split('/')[-1]}" for p in held["micrograph"]]
+    names = [f"MotionCorr/job002/{HELD_OUT}/{p.split('/')[-1][:-4]}_fractions.mrc" for p in held["micrograph"]]
     optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
-                           "rlnMicrographPixelSize": [0.83], "rlnVoltage": [300.0]})
+                           "rlnMicrographPixelSize": [0.95], "rlnVoltage": [300.0]})
     mics = pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": 1,
                          "rlnDefocusU": np.linspace(10000, 20000, len(names)), "rlnCtfMaxResolution": 4.0})
     starfile.write({"optics": optics, "micrographs": mics}, star_in)
@@ -81,7 +85,7 @@ def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path)
     assert np.allclose(pred[["p_good", "p_medium", "p_bad"]].sum(axis=1), 1.0, atol=1e-5)
     selected = starfile.read(report_dir / "selected.star")
     chosen = {p.split("/")[-1] for p in pred.loc[pred["label"].isin(["good", "medium"]), "micrograph"]}
-    assert {n.split("/")[-1] for n in selected["micrographs"]["rlnMicrographName"]} == chosen
+    assert {n.split("/")[-1].replace("_fractions", "") for n in selected["micrographs"]["rlnMicrographName"]} == chosen
     assert list(selected["micrographs"].columns) == list(mics.columns)
     assert selected["optics"].equals(optics) or selected["optics"].to_dict() == optics.to_dict()
     again = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root)])
