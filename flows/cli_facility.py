@@ -188,7 +188,7 @@ def retrain_cmd(workspace, db, retrain_after):
 @click.option("--workspace", default="micrograde-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=str), help="Workspace folder for the demo.")
 @click.option("--n", "n_per_session", type=click.IntRange(min=3), default=None,
-              help="Micrographs per simulated session (default 40; 6 with --quick).")
+              help="Micrographs per simulated session (default 40; 9 with --quick).")
 @click.option("--quick", is_flag=True, help="A reduced size (tests, a first look): about a minute.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo_cmd(workspace, n_per_session, quick, seed):

@@ -16,9 +16,29 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npz"]
+__all__ = ["atomic_path", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npz"]
 
 _FILE_MODE = 0o644  # mkstemp creates 0600 files; outputs are meant to be read by colleagues
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that need a file name (mrcfile, tifffile);
+    on a clean exit the file is synced and renamed over ``path``, on an error it is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -26,20 +46,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports 'w' and 'wb', not {mode!r}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.fchmod(fd, _FILE_MODE)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as fh:
+        yield fh
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

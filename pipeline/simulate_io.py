@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ import pandas as pd
 import tifffile
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from .config import LABELS
 from .simulate import DEFAULT_SESSIONS, SimSession, label_for, sample_params, simulate_micrograph
 from .simulate_model import SimParams, params_to_row
@@ -61,22 +60,12 @@ def _as_mode(data: np.ndarray, mode: int) -> np.ndarray:
 
 
 def _write_mrc(path: Path, data: np.ndarray, session: SimSession, label: str) -> None:
-    """mrcfile into a temporary file beside ``path``, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(_as_mode(data, session.mrc_mode))
-            mrc.voxel_size = session.pixel_size
-            mrc.header.label[0] = label.encode("ascii")[:80]
-            mrc.header.nlabl = 1
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """mrcfile into a temporary file beside ``path``, then an atomic rename over ``path``."""
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(_as_mode(data, session.mrc_mode))
+        mrc.voxel_size = session.pixel_size
+        mrc.header.label[0] = label.encode("ascii")[:80]
+        mrc.header.nlabl = 1
 
 
 def write_micrograph(path: Path, data: np.ndarray, session: SimSession, *, acquired_at: datetime) -> None:
@@ -112,14 +101,8 @@ def write_micrograph(path: Path, data: np.ndarray, session: SimSession, *, acqui
             metadata=None,
         )
         atomic_write_bytes(path, buf.getvalue())
-    _publish(path)
     ts = acquired_at.timestamp()
     os.utime(path, (ts, ts))
-
-
-def _publish(path: Path) -> None:
-    """Make a file written through a temporary name readable by others (temp files are 0600)."""
-    os.chmod(path, 0o644)
 
 
 def _session_plan(n: int, n_sessions: int) -> list[int]:
@@ -175,7 +158,6 @@ def write_collection(
         folder = out / session.name
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "session.json", json.dumps(session.meta(), indent=2) + "\n")
-        _publish(folder / "session.json")
         order_rng = np.random.default_rng([seed, si, 1])
         targets: list[str | None] = [None] * count
         if balance:
@@ -207,7 +189,6 @@ def write_collection(
     truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
     _remove_stale(out, set(truth["micrograph"]))
     atomic_write_text(out / "truth.csv", truth.to_csv(index=False))
-    _publish(out / "truth.csv")
     return truth
 
 

@@ -9,14 +9,7 @@ from helpers_report import fake_images, make_card, make_predictions
 from micrograde.pipeline.ood import ood_warnings
 from micrograde.pipeline.report import SECTION_IDS, build_report, write_predictions, write_report
 
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from conftest import CHROMIUM_ARGS as BROWSER_ARGS
 
 
 @pytest.fixture(scope="module")
