@@ -24,7 +24,7 @@ from micrograde.pipeline.workspace import new_run_id
 from .ingest import run_ingest, workspace_for
 from .train import latest_model_id
 
-__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "run_assess"]
+__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "run_assess", "model_preprocess"]
 
 
 class NothingToAssessError(LookupError):
@@ -110,7 +110,7 @@ def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ing
     cfg = cfg or AssessConfig()
     ws = workspace_for(root, db_url)
     model_id = latest_model_id(ws, cfg.model_id)
-    card_pre = _model_preprocess(ws.models_dir / model_id)
+    card_pre = model_preprocess(ws.models_dir / model_id)
     ingest_cfg = (ingest_cfg or IngestConfig()).model_copy(update={"preprocess": card_pre})
     ids: list[int] = []
     rejects = pd.DataFrame(columns=["path", "reason", "detail"])
@@ -152,7 +152,8 @@ def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ing
                          files.unmatched, n_cached, n_rejected)
 
 
-def _model_preprocess(model_dir: Path) -> PreprocessConfig:
+def model_preprocess(model_dir: Path) -> PreprocessConfig:
+    """The preprocessing a model was trained with (from its card): new micrographs must match it."""
     from micrograde.models.checkpoint import read_card
 
     pre = read_card(model_dir)["input"].get("preprocess", {})

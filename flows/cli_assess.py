@@ -9,6 +9,7 @@ import click
 from .cli_ingest import command_line
 from .cli_train import parse_thresholds, threshold_option
 from .options import db_option, ingest_config_from, ingest_options, open_workspace, workspace_option
+from .runners import dask_options, task_runner_from_options
 
 __all__ = ["register"]
 
@@ -29,8 +30,9 @@ __all__ = ["register"]
 @click.option("--review-url", default="http://127.0.0.1:8000", show_default=True,
               help="Base URL of the labelling app: gallery items link there for review ('' for none).")
 @ingest_options
+@dask_options
 def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thresholds, sessions, review_url,
-               workers, **params):
+               workers, dask_address, dask_workers, **params):
     """Grade micrographs good / medium / bad and print the report folder.
 
     SOURCES (files, folders, globs) are ingested first when new (same rules and quarantine as
@@ -57,11 +59,11 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
     from micrograde.pipeline.export_relion import StarFormatError
 
     from .assess import NothingToAssessError, assess_flow
-    from .ingest import with_workers
     from .train import ModelNotFoundError
 
     try:
-        outcome = with_workers(assess_flow, workers)(list(sources), str(ws.root), db, ingest_config_from(params), cfg,
+        runner = task_runner_from_options(dask_address, dask_workers, workers)
+        outcome = assess_flow.with_options(task_runner=runner)(list(sources), str(ws.root), db, ingest_config_from(params), cfg,
                                                      command_line(), progress=True)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc

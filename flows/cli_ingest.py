@@ -9,6 +9,7 @@ import sys
 import click
 
 from .options import db_option, ingest_config_from, ingest_options, json_option, open_workspace, workspace_option
+from .runners import dask_options, task_runner_from_options
 
 __all__ = ["register", "command_line"]
 
@@ -22,8 +23,9 @@ def command_line() -> str:
 @workspace_option
 @db_option
 @ingest_options
+@dask_options
 @click.option("--no-recursive", is_flag=True, help="Do not descend into sub-folders.")
-def ingest_cmd(sources, workspace, db, no_recursive, workers, **params):
+def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask_workers, **params):
     """Read, validate and preprocess micrographs into the workspace.
 
     SOURCES are files, folders or glob patterns (quote globs). Bad files are quarantined with a
@@ -38,10 +40,11 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, **params):
     ws = open_workspace(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
     configure_prefect(ws.root)
-    from .ingest import ingest_flow, with_workers
+    from .ingest import ingest_flow
 
+    runner = task_runner_from_options(dask_address, dask_workers, workers)
     try:
-        summary = with_workers(ingest_flow, workers)(
+        summary = ingest_flow.with_options(task_runner=runner)(
             list(sources), str(ws.root), db, cfg, command_line(), progress=True
         )
     except FileNotFoundError as exc:

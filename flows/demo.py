@@ -40,13 +40,13 @@ GRAD = ("grad-sim", "grad")
 
 
 class DemoConfig(FrozenModel):
-    sessions: int = Field(3, ge=2, description="simulated sessions; the last one is held back")
-    n_per_session: int = Field(40, ge=3)
+    sessions: int = Field(4, ge=2, description="simulated sessions; the last one is held back")
+    n_per_session: int = Field(30, ge=3)
     seed: int = 0
     senior_fraction: float = Field(0.85, gt=0, le=1, description="share of micrographs the senior scientist labels")
     grad_flip_rate: float = Field(0.2, ge=0, le=1)
-    epochs_head: int = Field(6, ge=0)
-    epochs_finetune: int = Field(2, ge=0)
+    epochs_head: int = Field(8, ge=0)
+    epochs_finetune: int = Field(6, ge=0)
     batch_size: int = Field(16, ge=1)
     input_size: int = Field(224, ge=32)
     min_per_class: int = Field(10, ge=1, description="fewest labelled micrographs per class to train")
@@ -90,6 +90,7 @@ def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) ->
 
     from micrograde.models.train import TrainConfig
     from micrograde.models.training_run import TrainRunConfig
+    from micrograde.pipeline.splits import SplitConfig
 
     from .assess import AssessConfig, run_assess
     from .train import run_train
@@ -130,6 +131,8 @@ def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) ->
     train_cfg = TrainRunConfig(
         train=TrainConfig(epochs_head=cfg.epochs_head, epochs_finetune=cfg.epochs_finetune,
                           batch_size=cfg.batch_size, seed=cfg.seed),
+        # the held-back session is the test set: train and validate on whole sessions
+        split=SplitConfig(test_fraction=0.0, seed=cfg.seed),
         input_size=cfg.input_size,
         min_per_class=cfg.min_per_class,
     )

@@ -233,11 +233,11 @@ def _ingest_config(ws: Workspace, ingest_cfg: IngestConfig | None, cfg: Facility
     ingest_cfg = ingest_cfg or IngestConfig()
     if not cfg.assess or (cfg.model_id is None and _latest_model(ws) is None):
         return ingest_cfg
-    from .assess import _model_preprocess
+    from .assess import model_preprocess
     from .train import latest_model_id
 
     model_dir = ws.models_dir / latest_model_id(ws, cfg.model_id)
-    return ingest_cfg.model_copy(update={"preprocess": _model_preprocess(model_dir)})
+    return ingest_cfg.model_copy(update={"preprocess": model_preprocess(model_dir)})
 
 
 def _ingest(out: SweepOutcome, handed: list[Handover], root: str, db_url: str | None,

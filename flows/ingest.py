@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from prefect import flow, task
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
 from micrograde.pipeline.config import IngestConfig
@@ -30,7 +29,7 @@ from micrograde.pipeline.ingest import (
 )
 from micrograde.pipeline.workspace import Workspace, new_run_id
 
-__all__ = ["ingest_flow", "ingest_file_task", "workspace_for", "run_ingest", "with_workers"]
+__all__ = ["ingest_flow", "ingest_file_task", "workspace_for", "run_ingest"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -107,9 +106,3 @@ def run_ingest(
     return summary
 
 
-
-def with_workers(flow_obj, workers: int | None):
-    """The flow with a thread pool of ``workers`` (default: one per CPU core)."""
-    import os
-
-    return flow_obj.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers or os.cpu_count() or 1))
