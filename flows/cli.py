@@ -37,6 +37,14 @@ def main() -> None:
     """
 
 
+def _short_help_option(command: click.Command) -> None:
+    """``-h`` as well as ``--help`` on every command, however it is invoked."""
+    command.context_settings.setdefault("help_option_names", ["-h", "--help"])
+    for sub in getattr(command, "commands", {}).values():
+        _short_help_option(sub)
+
+
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(main)
+_short_help_option(main)
 

@@ -14,7 +14,8 @@ __all__ = ["cli_reference"]
 
 
 def _walk(command: click.Command, name: str, parent: click.Context | None):
-    ctx = click.Context(command, info_name=name, parent=parent, max_content_width=100, terminal_width=100)
+    settings = {**main.context_settings, "max_content_width": 100, "terminal_width": 100}
+    ctx = click.Context(command, info_name=name, parent=parent, **settings)
     yield ctx
     if isinstance(command, click.Group):
         for sub in sorted(command.commands):

@@ -58,13 +58,15 @@ threshold_option = click.option(
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes (torchrun; one per GPU, gloo on CPUs).")
 @click.option("--exclude-disputed", is_flag=True, help="Leave out micrographs whose consensus is disputed.")
 @threshold_option
 @click.option("--list-backbones", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, _p, v: _list_backbones(ctx) if v else None,
               help="List the registered backbones and exit.")
 def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layout, batch_size, seed, no_augment,
-              exclude_disputed, thresholds):
+              nproc, exclude_disputed, thresholds):
     """Fine-tune a pretrained CNN on the consensus labels and save it with its model card.
 
     \b
@@ -96,11 +98,11 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     configure_prefect(ws.root)
-    from .train import train_flow
+    from .train import DistributedTrainingError, train_flow
 
     try:
-        outcome = train_flow(str(ws.root), db, cfg, command_line(), progress=True)
-    except (TrainDataError, SplitError, MissingWeightsError) as exc:
+        outcome = train_flow(str(ws.root), db, cfg, command_line(), progress=True, nproc=nproc)
+    except (TrainDataError, SplitError, MissingWeightsError, DistributedTrainingError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
     except KeyError as exc:

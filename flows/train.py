@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 from prefect import flow, task
@@ -22,10 +26,15 @@ __all__ = [
     "labelled_table",
     "latest_model_id",
     "ModelNotFoundError",
+    "DistributedTrainingError",
     "train_flow",
     "run_train",
     "evaluate_flow",
 ]
+
+
+class DistributedTrainingError(RuntimeError):
+    """A data-parallel (torchrun) training run failed; its processes printed why."""
 
 
 class ModelNotFoundError(LookupError):
@@ -69,6 +78,26 @@ def train_task(root: str, db_url: str | None, table: pd.DataFrame, cfg: TrainRun
                        command_line=command, progress=progress, log=print if progress else (lambda _l: None))
 
 
+@task(name="fine-tune-ddp", cache_policy=NO_CACHE)
+def train_ddp_task(root: str, db_url: str | None, cfg: TrainRunConfig, model_id: str, command: str | None,
+                   nproc: int) -> TrainOutcome:
+    """Fine-tune in ``nproc`` data-parallel processes launched by torchrun (see flows/train_ddp.py)."""
+    from micrograde.models.checkpoint import read_card
+
+    model_dir = workspace_for(root, db_url).models_dir / model_id
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_path = Path(tmp) / "train.json"
+        cfg_path.write_text(cfg.model_dump_json())
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "micrograde.flows.train_ddp", root, str(cfg_path), model_id,
+               *(["--db", db_url] if db_url else []), *(["--command", command] if command else [])]
+        done = subprocess.run(cmd, check=False)
+    if done.returncode != 0:
+        raise DistributedTrainingError(f"distributed training failed (torchrun exit code {done.returncode})")
+    card = read_card(model_dir)
+    return TrainOutcome(model_id, model_dir, card, card.get("metrics", {}), card.get("warnings", []), [])
+
+
 @task(name="register-model", cache_policy=NO_CACHE)
 def register_task(root: str, db_url: str | None, outcome: TrainOutcome) -> None:
     ws = workspace_for(root, db_url)
@@ -83,17 +112,22 @@ def _train_name() -> str:
 
 @flow(name="micrograde-train", flow_run_name=_train_name, validate_parameters=False)
 def train_flow(root: str, db_url: str | None = None, cfg: TrainRunConfig | None = None, command: str | None = None,
-               progress: bool = False) -> TrainOutcome:
-    return run_train(root, db_url, cfg, command, progress)
+               progress: bool = False, nproc: int = 1) -> TrainOutcome:
+    return run_train(root, db_url, cfg, command, progress, nproc)
 
 
 def run_train(root: str, db_url: str | None = None, cfg: TrainRunConfig | None = None, command: str | None = None,
-              progress: bool = False) -> TrainOutcome:
-    """Body of :func:`train_flow`; callable inside another flow (the facility's retrain flow)."""
+              progress: bool = False, nproc: int = 1) -> TrainOutcome:
+    """Body of :func:`train_flow`; callable inside another flow (the facility's retrain flow).
+
+    ``nproc`` > 1 fine-tunes in that many data-parallel processes (torchrun; one per GPU)."""
     cfg = cfg or TrainRunConfig()
-    table = load_labelled_task(root, db_url)
     model_id = new_run_id("model-")
-    outcome = train_task(root, db_url, table, cfg, model_id, command, progress)
+    if nproc > 1:
+        outcome = train_ddp_task(root, db_url, cfg, model_id, command, nproc)
+    else:
+        table = load_labelled_task(root, db_url)
+        outcome = train_task(root, db_url, table, cfg, model_id, command, progress)
     register_task(root, db_url, outcome)
     return outcome
 

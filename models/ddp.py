@@ -143,6 +143,7 @@ def fit_distributed(
     *,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
+    on_epoch=None,
 ) -> TrainResult:
     """:func:`fit` in every process of the group; rank 0 writes the checkpoints.
 
@@ -161,7 +162,7 @@ def fit_distributed(
     try:
         return fit(model, train_ds, val_ds, cfg, sampler=sampler,
                    checkpoint_dir=checkpoint_dir if info.is_main else None,
-                   progress=progress and info.is_main)
+                   progress=progress and info.is_main, on_epoch=on_epoch if info.is_main else None)
     finally:
         for h in handles:
             h.remove()

@@ -99,8 +99,15 @@ def train_model(
     command_line: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda _line: None,
-) -> TrainOutcome:
-    """Train and save a model from ``table`` (catalogue rows with ``label``); see the module doc."""
+    fit_fn: Callable = fit,
+    main_process: bool = True,
+) -> TrainOutcome | None:
+    """Train and save a model from ``table`` (catalogue rows with ``label``); see the module doc.
+
+    ``fit_fn``: :func:`models.train.fit`, or a data-parallel version with the same signature
+    (``models.ddp.fit_distributed`` bound to its process group); with ``main_process=False`` (the
+    other ranks of a group) the run trains but saves nothing and returns ``None``.
+    """
     table = _check_table(table, cfg)
     thresholds = check_thresholds(cfg.thresholds)
     spec = get_spec(cfg.train.backbone)
@@ -138,10 +145,12 @@ def train_model(
     model, weights = create_model(cfg.train.backbone, num_classes=len(LABELS), weights=cfg.train.weights,
                                   seed=cfg.train.seed)
     say(f"backbone {spec.name}: {'ImageNet-pretrained' if weights.pretrained else 'from scratch'} ({weights.source})")
-    result = fit(model, train_ds, val_ds, cfg.train, checkpoint_dir=model_dir / "checkpoints", progress=progress,
+    result = fit_fn(model, train_ds, val_ds, cfg.train, checkpoint_dir=model_dir / "checkpoints", progress=progress,
                  on_epoch=lambda r: say(
                      f"epoch {r.epoch} [{r.stage}] train loss {r.train_loss:.3f}  val loss {r.val_loss:.3f}  "
                      f"val macro-F1 {r.val_macro_f1:.3f}"))
+    if not main_process:
+        return None
     warnings += result.warnings
     for w in result.warnings:
         say(f"WARNING: {w}")

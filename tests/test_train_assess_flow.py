@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import numpy as np
@@ -108,3 +109,45 @@ def test_fine_tuning_learns_on_the_held_out_session(trained):
     assert result["n"] == len(held)
     # chance is 1/3 for three balanced classes
     assert result["metrics"]["macro_f1"] > 0.5, result["metrics"]
+
+
+def test_bad_inputs_are_quarantined_and_listed_in_the_report(trained, tmp_path):
+    base, root, truth, _outcome = trained
+    src = tmp_path / "incoming"
+    src.mkdir()
+    good = sorted((base / "sim" / HELD_OUT).glob("*.mrc"))[:2]
+    for f in good:
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "empty_0001.mrc").write_bytes(b"")
+    (src / "notes_0002.mrc").write_text("exposure notes, not an image\n" * 10)
+    result = CliRunner().invoke(main, ["assess", str(src), "--workspace", str(root)])
+    assert result.exit_code == 0, result.output
+    report_dir = root / "reports" / result.output.strip().splitlines()[-1].split("/")[-1]
+    html = (report_dir / "report.html").read_text()
+    rejects = html[html.index('id="rejects"'):html.index('id="warnings"')]
+    assert "empty_0001.mrc" in rejects and "notes_0002.mrc" in rejects
+    assert 'data-reason="empty-file"' in rejects and 'data-reason="not-an-image"' in rejects
+    assert len(pd.read_csv(report_dir / "predictions.csv")) == len(good)
+    assert "2 rejected" in result.output
+
+
+def test_unknown_model_and_mismatched_card_are_clear_errors(trained):
+    import shutil
+
+    base, root, _truth, outcome = trained
+    sources = [str(base / "sim" / HELD_OUT), "--workspace", str(root)]
+    unknown = CliRunner().invoke(main, ["assess", *sources, "--model", "model-nope"])
+    assert unknown.exit_code == 1
+    assert "no model 'model-nope'" in unknown.output and outcome.model_id in unknown.output
+    bad_dir = root / "models" / "model-two-classes"
+    shutil.copytree(outcome.model_dir, bad_dir)
+    card = json.loads((bad_dir / "card.json").read_text())
+    card["classes"] = ["good", "bad"]
+    (bad_dir / "card.json").write_text(json.dumps(card))
+    with Workspace.open(root) as ws, ws.transaction() as s:
+        old = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)  # never the "latest" model
+        s.add(ModelRow(id="model-two-classes", path=str(bad_dir), backbone="efficientnet_lite0", card=card,
+                       created_at=old))
+    mismatch = CliRunner().invoke(main, ["assess", *sources, "--model", "model-two-classes"])
+    assert mismatch.exit_code == 1
+    assert "predicts classes ['good', 'bad']" in mismatch.output
