@@ -13,7 +13,9 @@ Measures, for each count N (default 10 and 50), on a fresh copy of the trained w
 
 - wall time of ``micrograde assess K3FOLDER --workspace WS --workers W`` in a fresh process
   (Python start, imports, Prefect's local server, ingest, prediction, report) -> micrographs/s,
-- the ratio to a plain read of the same bytes (cold-ish: after the files were written),
+- the ratio to a plain read of the same bytes; both start cold: the files' pages are dropped from
+  the page cache (``posix_fadvise DONTNEED``) before the read and again before the assess
+  (``--warm`` keeps them cached, as bench_ingest.py does),
 - peak RSS of the assess process (ru_maxrss of the child: the largest of its processes),
 - with two or more counts, the marginal rate between the smallest and the largest count
   ((N2 - N1) / (t2 - t1)), which leaves out the fixed start-up cost.
@@ -25,7 +27,7 @@ Run by hand (never in the test suite), on a quiet machine:
     .venv/bin/python bench/bench_assess.py --counts 10 50 --workers 2
     .venv/bin/python bench/bench_assess.py --quick        # smoke run: counts 2 4
 Options: --counts, --workers, --distinct, --train-n, --epochs-head, --epochs-finetune, --seed,
---tmp DIR (needs ~100 MB per micrograph of the largest count), --keep.
+--warm, --tmp DIR (needs ~100 MB per micrograph of the largest count), --keep.
 Writes bench/results/assess.json (assess-quick.json with --quick) and prints a Markdown table for
 bench/README.md.
 """
@@ -102,6 +104,19 @@ def link_subset(files: list[Path], folder: Path) -> Path:
         except OSError:
             shutil.copy2(f, folder / f.name)
     return folder
+
+
+def evict(files: list[Path]) -> None:
+    """Drop the files' pages from the page cache (fsync, then POSIX_FADV_DONTNEED; no root needed)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def plain_read(files: list[Path]) -> float:
@@ -215,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None, help="parent of the scratch folder (~100 MB per K3 micrograph)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (workspaces, files, reports)")
+    p.add_argument("--warm", action="store_true",
+                   help="leave the files in the page cache (default: evict them before the read and the assess)")
     args = p.parse_args(argv)
     args.counts = args.counts or ([2, 4] if args.quick else [10, 50])
     args.distinct = args.distinct or (2 if args.quick else 6)
@@ -253,7 +270,11 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
         folder = link_subset(files[:n], root / f"k3-{i}-{n}")
         ws = root / f"ws-{i}-{n}"
         shutil.copytree(base / "ws", ws)
+        if not args.warm:
+            evict(files[:n])
         read_s = plain_read(files[:n])
+        if not args.warm:
+            evict(files[:n])
         seconds, rss_mb, out, err = run_assess_isolated(folder, ws, args.workers)
         messages = summary_lines(err)
         if not any(m.startswith(f"assessed {n} micrographs") for m in messages):
@@ -277,12 +298,14 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
     return {"quick": bool(args.quick), "model_id": model_id, "setup_seconds": round(setup_s, 1),
             "make_files_seconds": round(make_s, 1), "workers": args.workers, "distinct": args.distinct,
             "shape_yx": list(K3_SHAPE), "dtype": "float32", "rows": rows,
+            "page_cache": "warm" if args.warm else "cold (evicted before the plain read and before the assess)",
             "marginal_micrographs_per_s": marginal, "target_micrographs_per_s": 1.0}
 
 
 def markdown(res: dict) -> str:
     head = (f"K3 {res['shape_yx'][1]}x{res['shape_yx'][0]} float32, default model, --workers {res['workers']}, "
-            f"{res['machine']['cpus']} CPUs" + (" (QUICK smoke run)" if res["quick"] else ""))
+            f"{res['machine']['cpus']} CPUs, page cache {res['page_cache'].split()[0]}"
+            + (" (QUICK smoke run)" if res["quick"] else ""))
     lines = [head, "", "| micrographs | seconds | micrographs/s | plain read (s) | ratio | peak RSS (MB) |",
              "|---|---|---|---|---|---|"]
     for r in res["rows"]:

@@ -102,7 +102,8 @@ def simulate(sim: Path, args: argparse.Namespace):
                                    ("held-out", args.n_held_out, held, args.seed + 1)):
         truth = write_collection(sim / sub, n, seed=seed, sessions=sessions, balance=True, progress=True)
         tables.append(truth.assign(micrograph=[str((sim / sub / m).resolve()) for m in truth["micrograph"]]))
-    return tables[0], tables[1], [str(sim / "train" / s.name) for s in train_sessions] + [str(sim / "held-out" / held[0].name)]
+    folders = [str(sim / "train" / s.name) for s in train_sessions] + [str(sim / "held-out" / held[0].name)]
+    return tables[0], tables[1], folders
 
 
 def train_config(args: argparse.Namespace):

@@ -30,6 +30,6 @@ def configure_prefect(workspace: str | Path | None = None) -> None:
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if workspace is not None and "PREFECT_HOME" not in os.environ:
-        home = Path(workspace).expanduser().resolve() / ".prefect"
-        home.mkdir(parents=True, exist_ok=True)
-        os.environ["PREFECT_HOME"] = str(home)
+        os.environ["PREFECT_HOME"] = str(Path(workspace).expanduser().resolve() / ".prefect")
+    if "PREFECT_HOME" in os.environ:  # Prefect cannot create its database in a missing folder
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)

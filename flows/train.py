@@ -45,11 +45,14 @@ def labelled_table(ws: Workspace) -> pd.DataFrame:
     """Catalogue rows of every micrograph with a consensus label (``label``, ``disputed``...)."""
     labels = consensus_table(ws)
     table = micrograph_table(ws, ids=list(labels["micrograph_id"]))
-    return table.merge(
+    table = table.merge(
         labels[["micrograph_id", "label", "disputed", "n_annotators", "support"]],
         left_on="id",
         right_on="micrograph_id",
     )
+    # a stable order (not catalogue ids, which follow the order parallel ingest tasks finished in),
+    # so that the same labelled data and seed give the same split and the same training run
+    return table.sort_values(["session", "path", "frame"], kind="stable").reset_index(drop=True)
 
 
 def latest_model_id(ws: Workspace, model_id: str | None = None) -> str:

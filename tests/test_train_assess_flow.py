@@ -151,3 +151,14 @@ def test_unknown_model_and_mismatched_card_are_clear_errors(trained):
     mismatch = CliRunner().invoke(main, ["assess", *sources, "--model", "model-two-classes"])
     assert mismatch.exit_code == 1
     assert "predicts classes ['good', 'bad']" in mismatch.output
+
+
+def test_labelled_table_order_does_not_depend_on_ingest_order(trained):
+    from micrograde.flows.train import labelled_table
+
+    _base, root, _truth, _outcome = trained
+    with Workspace.open(root) as ws:
+        table = labelled_table(ws)
+    ordered = table.sort_values(["session", "path", "frame"]).reset_index(drop=True)
+    assert table["id"].tolist() == ordered["id"].tolist()
+    assert not table["id"].is_monotonic_increasing or table["path"].is_monotonic_increasing
