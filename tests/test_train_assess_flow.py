@@ -161,4 +161,3 @@ def test_labelled_table_order_does_not_depend_on_ingest_order(trained):
         table = labelled_table(ws)
     ordered = table.sort_values(["session", "path", "frame"]).reset_index(drop=True)
     assert table["id"].tolist() == ordered["id"].tolist()
-    assert not table["id"].is_monotonic_increasing or table["path"].is_monotonic_increasing
