@@ -102,6 +102,9 @@ def main() -> None:
             f"| {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | {r['plain_read_s']} | "
             f"{r['ratio_to_plain_read']} | {r['peak_rss_mb']} |"
         )
+    if len(rows) >= 2:  # steady state: the extra micrographs over the extra time (start-up cancels out)
+        a, b = rows[0], rows[-1]
+        print(f"\nmarginal rate ({a['n']} -> {b['n']}): {(b['n'] - a['n']) / (b['seconds'] - a['seconds']):.2f} micrographs/s")
 
 
 def run_ingest_isolated(folder: Path, workspace: Path, workers: int) -> tuple[float, float, str]:
