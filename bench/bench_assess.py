@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_ingest import plain_read  # bench/ (this script's folder) is on sys.path
+
 K3_SHAPE = (4092, 5760)  # (y, x): K3 is 5760 x 4092 pixels
 K3_PIXEL_SIZE = 0.83
 SHIFT_PX = 37
@@ -117,15 +119,6 @@ def evict(files: list[Path]) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-
-
-def plain_read(files: list[Path]) -> float:
-    t0 = time.perf_counter()
-    for f in files:
-        with open(f, "rb") as fh:
-            while fh.read(16 << 20):
-                pass
-    return time.perf_counter() - t0
 
 
 def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int, seed: int) -> str:
