@@ -125,9 +125,9 @@ def train_model(
     y = _labels(table)
     train_y = y[split.train]
     after = balanced_counts(train_y, cfg.train.balance)
-    warnings = [ln for ln in balance_report(class_counts(train_y), after, cfg.min_per_class,
-                                            strategy=cfg.train.balance) if ln.startswith("WARNING")]
-    for line in balance_report(class_counts(train_y), after, cfg.min_per_class, strategy=cfg.train.balance):
+    report = balance_report(class_counts(train_y), after, cfg.min_per_class, strategy=cfg.train.balance)
+    warnings = [ln for ln in report if ln.startswith("WARNING")]
+    for line in report:
         say(line)
     labelled = table.iloc[np.concatenate([split.train, split.val, split.test])]
     diversity = diversity_table(labelled)
