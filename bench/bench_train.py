@@ -206,6 +206,8 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict:
         "recipe": {"backbone": cfg.train.backbone, "input_size": outcome.card["input"]["size"],
                    "epochs_head": cfg.train.epochs_head, "epochs_finetune": cfg.train.epochs_finetune,
                    "batch_size": cfg.train.batch_size, "split": cfg.split.model_dump()},
+        "head": {k: outcome.card.get("head", {}).get(k) for k in ("kind", "boosting_iterations", "pca_components",
+                                                                   "validation", "fusion_rejected")},
         "epochs_run": {stage: sum(1 for h in history if h.get("stage") == stage) for stage in ("head", "finetune")},
         "accuracy": {
             "macro_f1": m.get("macro_f1"),
@@ -255,7 +257,7 @@ def markdown(res: dict) -> str:
         "",
         "| figure | measured | target |",
         "|---|---|---|",
-        f"| held-out macro-F1 | {a['macro_f1']:.3f} | >= 0.95 |",
+        f"| held-out macro-F1 (grading head: {res['head']['kind']}) | {a['macro_f1']:.3f} | >= 0.95 |",
         f"| held-out accuracy | {a['accuracy']:.3f} | |",
         f"| held-out recall | {rec} | |",
         f"| confusion matrix (rows true {'/'.join(a['labels'])}) | {a['confusion_matrix']} | |",

@@ -58,6 +58,9 @@ threshold_option = click.option(
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--head", "head", type=click.Choice(["fusion", "network"]), default="fusion", show_default=True,
+              help="fusion: the network's features with the physical measures (boosted trees; kept only when it "
+                   "beats the network on validation); network: the network's own classifier.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes (torchrun; one per GPU, gloo on CPUs).")
 @click.option("--exclude-disputed", is_flag=True, help="Leave out micrographs whose consensus is disputed.")
@@ -66,7 +69,7 @@ threshold_option = click.option(
               callback=lambda ctx, _p, v: _list_backbones(ctx) if v else None,
               help="List the registered backbones and exit.")
 def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layout, batch_size, seed, no_augment,
-              nproc, exclude_disputed, thresholds):
+              head, nproc, exclude_disputed, thresholds):
     """Fine-tune a pretrained CNN on the consensus labels and save it with its model card.
 
     \b
@@ -74,6 +77,7 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
       micrograde train --workspace ws/ --backbone efficientnet_lite0 --epochs 12 --balance oversample
     """
     from micrograde.models.registry import DEFAULT_BACKBONE, MissingWeightsError
+    from micrograde.models.fusion import FusionConfig
     from micrograde.models.train import TrainConfig
     from micrograde.models.training_run import TrainDataError, TrainRunConfig
     from micrograde.pipeline.augment import AugmentConfig
@@ -91,6 +95,7 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
             train=TrainConfig(**train),
             split=SplitConfig(group_by=group_by, seed=seed),
             augment=AugmentConfig(enabled=not no_augment, seed=seed),
+            fusion=FusionConfig(enabled=head == "fusion", seed=seed),
             layout=layout,
             thresholds=parse_thresholds(thresholds) or None,
             include_disputed=not exclude_disputed,

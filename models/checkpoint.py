@@ -116,6 +116,7 @@ def build_card(
     command_line: list[str] | str | None = None,
     warnings: list[str] | None = None,
     created_at: str | None = None,
+    head: dict | None = None,
 ) -> dict:
     """The model card as a JSON-ready dict.
 
@@ -124,6 +125,8 @@ def build_card(
     config and the dataset's ``describe()``. ``training``: data digest, class counts per split
     before/after balancing, balance, split_by, groups per split, diversity, score ranges (free
     form, written as given). ``calibration``: at least ``temperature``, ``ece_before``, ``ece_after``.
+    ``head``: how the grade is made: ``{"kind": "network"}`` (default, the network's classifier) or
+    ``{"kind": "fusion", "fusion": {"file", "sha256"}, ...}`` (:mod:`micrograde.models.fusion`).
     """
     spec = get_spec(backbone)
     cal = dict(calibration or {})
@@ -152,6 +155,7 @@ def build_card(
         "best_epoch": best_epoch,
         "metrics": metrics or {},
         "calibration": cal,
+        "head": head or {"kind": "network"},
         "thresholds": thresholds or {},
         "warnings": warnings or [],
         "versions": versions(),

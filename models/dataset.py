@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..pipeline.augment import apply_augment, derive_seed, reseed
 from ..pipeline.balance import BALANCE_STRATEGIES, label_indices, sample_weights, undersample
-from ..pipeline.cache import load_entry
+from ..pipeline.cache import load_entry, load_measures
 from ..pipeline.fourier import fourier_crop
 
 __all__ = ["LAYOUTS", "DEFAULT_LAYOUT", "RESIZE_MODES", "MicrographDataset", "BalancedSampler", "make_sampler",
@@ -102,6 +102,7 @@ class MicrographDataset(Dataset):
         self.epoch = 0
         self._needs_spectrum = "spectrum" in self.channels
         self._cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
+        self._measures: list[dict[str, float]] | None = None
         if preload:
             self._cache = [self._load(i) for i in range(len(self.cache_keys))]
 
@@ -117,6 +118,15 @@ class MicrographDataset(Dataset):
         return {"layout": self.layout, "channels": list(self.channels), "input_size": self.input_size,
                 "image_resize": self.resize, "spectrum_resize": "area",
                 "normalisation": "cache: image and log power spectrum each mean 0, std 1"}
+
+    def measures(self, names: Sequence[str]) -> np.ndarray:
+        """(N, len(names)) float32 physical measures of every sample, in dataset order (NaN where
+        an entry lacks one name; :class:`~micrograde.pipeline.cache.CacheMissError` when it has
+        none). Read once, then kept."""
+        if self._measures is None:
+            self._measures = [load_measures(self.cache_dir, k) for k in self.cache_keys]
+        return np.array([[m.get(n, np.nan) for n in names] for m in self._measures], dtype=np.float32
+                        ).reshape(len(self._measures), len(names))
 
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         entry = load_entry(self.cache_dir, self.cache_keys[i])

@@ -53,7 +53,7 @@ from .loop import (
 from .adapters import split_model
 from .registry import DEFAULT_BACKBONE, get_spec, trainable_prefixes
 
-__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "fit", "CHECKPOINT_NAME"]
+__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "fit", "without_augment", "CHECKPOINT_NAME"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
@@ -173,7 +173,7 @@ def _load_checkpoint(resume: Path, cfg: TrainConfig) -> dict:
 
 
 @contextlib.contextmanager
-def _without_augment(ds):
+def without_augment(ds):
     """Temporarily switch off a dataset's ``augment`` (restored afterwards)."""
     saved = getattr(ds, "augment", None)
     if saved is None:
@@ -226,7 +226,7 @@ def _stage_inputs(model, stage: _Stage, cfg: TrainConfig, train_ds, val_ds, val_
     train_fwd, train_src, val_fwd, val_src = through, train_ds, through, val_ds
     if cache_train:
         loader = make_loader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device)
-        with _without_augment(train_ds):
+        with without_augment(train_ds):
             cached = extract_features(frozen, loader, device, desc=f"{desc} (train)", progress=progress)
         train_fwd, train_src = trained, TensorDataset(*cached)
     if cache_val:

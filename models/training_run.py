@@ -26,6 +26,8 @@ from micrograde.pipeline.splits import SplitConfig, check_no_leak, make_split, s
 
 from .checkpoint import build_card, save_model
 from .dataset import DEFAULT_LAYOUT, MicrographDataset
+from .fusion import FusionConfig
+from .fusion_run import fuse
 from .infer import Predictor, apply_thresholds, check_thresholds
 from .registry import create_model, get_spec
 from .train import TrainConfig, fit
@@ -45,6 +47,7 @@ class TrainRunConfig(FrozenModel):
     train: TrainConfig = TrainConfig()
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
+    fusion: FusionConfig = FusionConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     layout: str = DEFAULT_LAYOUT
     input_size: int | None = Field(None, ge=32, description="network input side; default: the backbone's")
@@ -155,6 +158,13 @@ def train_model(
     for w in result.warnings:
         say(f"WARNING: {w}")
 
+    head, calibration = {"kind": "network"}, result.calibration
+    if cfg.fusion.enabled:
+        fused = fuse(result.model, train_ds, val_ds, cfg.fusion, model_dir, device=cfg.train.device,
+                     batch_size=cfg.train.batch_size, progress=progress)
+        head, calibration = fused.card_entry, fused.calibration or result.calibration
+        say(fused.summary)
+
     eval_rows = split.test if len(split.test) else split.val
     card = build_card(
         model_id=model_id,
@@ -181,10 +191,11 @@ def train_model(
         },
         history=[dataclasses.asdict(r) for r in result.history],
         best_epoch=result.best_epoch,
-        calibration=result.calibration,
+        calibration=calibration,
         thresholds=thresholds,
         command_line=command_line,
         warnings=warnings,
+        head=head,
     )
     save_model(model_dir, result.model, card, epoch=result.best_epoch)
     predictor = Predictor(model_dir, device="cpu")

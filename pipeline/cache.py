@@ -27,7 +27,7 @@ import numpy as np
 from .atomic import atomic_save_npz
 from .config import PreprocessConfig
 
-__all__ = ["cache_key", "cache_path", "save_entry", "load_entry", "has_entry", "CacheMissError"]
+__all__ = ["cache_key", "cache_path", "save_entry", "load_entry", "load_measures", "has_entry", "CacheMissError"]
 
 
 class CacheMissError(FileNotFoundError):
@@ -58,5 +58,18 @@ def load_entry(cache_dir: Path, key: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as npz:
             return {name: npz[name] for name in npz.files}
+    except FileNotFoundError as exc:
+        raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc
+
+
+def load_measures(cache_dir: Path, key: str) -> dict[str, float]:
+    """The physical measures of one entry by name (only those members are read)."""
+    path = cache_path(cache_dir, key)
+    try:
+        with np.load(path) as npz:
+            if "measures" not in npz.files or "measure_names" not in npz.files:
+                raise CacheMissError(f"cache entry {key} has no physical measures (written by an older micrograde); "
+                                     "re-run `micrograde ingest` on its micrograph")
+            return {str(n): float(v) for n, v in zip(npz["measure_names"], npz["measures"], strict=True)}
     except FileNotFoundError as exc:
         raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc

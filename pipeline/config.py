@@ -65,6 +65,7 @@ class PreprocessConfig(FrozenModel):
     )
     clip_sigma: float = Field(4.0, gt=0, description="outlier clip (in robust sigma) before standardising")
     thumbnail_size: int = Field(512, ge=64, le=2048, description="side of the display thumbnail")
+    voltage_kv: float = Field(300.0, gt=0, description="accelerating voltage (kV), for the defocus measure")
 
     def digest(self) -> str:
         return config_digest(self)

@@ -26,6 +26,7 @@ import numpy as np
 from .config import PreprocessConfig
 from .fourier import fourier_crop
 from .imaging import to_uint8
+from .measures import DIRECTION_PIXEL_A, quality_measures
 from .normalise import ConstantImageError, robust_normalise, robust_stats
 from .scores import CONTRAST_LOWPASS_A, score_micrograph
 from .spectrum import power_spectrum
@@ -46,6 +47,7 @@ class Preprocessed:
     radial: np.ndarray
     radial_freq: np.ndarray
     scores: dict[str, float]
+    measures: dict[str, float]  # keyed by measures.MEASURE_NAMES
     spectrum_available: bool
     pixel_size: float  # A/px of ``image``
 
@@ -94,8 +96,9 @@ def _pad_square(img: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig) -> Preprocessed:
-    """Preprocess one full-resolution micrograph (2-D array, ``pixel_size`` in A/px).
+def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dose: float | None = None) -> Preprocessed:
+    """Preprocess one full-resolution micrograph (2-D array, ``pixel_size`` in A/px; ``dose`` in
+    e/A^2 when known, for the transmission measure).
 
     Raises ValueError (ConstantImageError for a constant image) on unusable input.
     """
@@ -121,7 +124,7 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig) -> Pre
 
     model_shape, model_ps = model_image_geometry(full.shape, pixel_size, cfg)
     thumb_shape = _thumbnail_shape(full.shape, cfg.thumbnail_size)
-    lowpass_ps = CONTRAST_LOWPASS_A / 2  # finest pixel size a real-space score needs
+    lowpass_ps = min(CONTRAST_LOWPASS_A / 2, DIRECTION_PIXEL_A)  # finest pixel size a score/measure needs
     lowpass_shape = tuple(
         min(n, max(1, int(round(n * pixel_size / lowpass_ps)))) if pixel_size < lowpass_ps else n
         for n in full.shape
@@ -131,6 +134,8 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig) -> Pre
     inter_ps = pixel_size * 0.5 * (full.shape[0] / inter_shape[0] + full.shape[1] / inter_shape[1])
 
     scores = score_micrograph(full, pixel_size, spec, coarse=(inter, inter_ps))
+    measures = quality_measures(full, pixel_size, spec, coarse=(inter, inter_ps), dose=dose,
+                                voltage_kv=cfg.voltage_kv)
 
     model = _centre_square(fourier_crop(inter, model_shape), cfg.image_size)
     try:
@@ -147,6 +152,7 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig) -> Pre
         radial=spec.radial,
         radial_freq=spec.radial_freq,
         scores=scores,
+        measures=measures,
         spectrum_available=spec.available,
         pixel_size=model_ps,
     )

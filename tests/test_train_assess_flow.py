@@ -61,6 +61,11 @@ def test_model_is_registered_with_a_complete_card(trained):
     assert set(groups["test"]) == set()
     assert len(card["history"]) >= 2 and {"train_loss", "val_loss"} <= set(card["history"][0])
     assert {"temperature", "ece_before", "ece_after"} <= set(card["calibration"])
+    # the fusion stage ran and the card says which head grades, with the validation figures behind it
+    head = card["head"]
+    decided = head["validation"] if head["kind"] == "fusion" else head["fusion_rejected"]
+    assert {"network_alone_macro_f1", "fused_macro_f1"} <= set(decided)
+    assert (head["kind"] == "fusion") == (decided["fused_macro_f1"] >= decided["network_alone_macro_f1"])
     with Workspace.open(root) as ws, ws.session() as s:
         assert s.get(ModelRow, outcome.model_id) is not None
 
