@@ -52,6 +52,8 @@ class FusionConfig(FrozenModel):
     learning_rate: float = Field(0.05, gt=0, le=1)
     max_leaf_nodes: int = Field(31, ge=2)
     l2_regularization: float = Field(0.0, ge=0)
+    min_samples_leaf: int = Field(20, ge=1, description="most samples per leaf; fewer with few labels "
+                                  "(one per 20 training samples, at least 5)")
     seed: int = 0
 
 
@@ -97,9 +99,10 @@ def _full_proba(trees: HistGradientBoostingClassifier, p: np.ndarray) -> np.ndar
     return out
 
 
-def _trees(cfg: FusionConfig, n_iter: int) -> HistGradientBoostingClassifier:
+def _trees(cfg: FusionConfig, n_iter: int, n_train: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(
         max_iter=n_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
+        min_samples_leaf=min(cfg.min_samples_leaf, max(5, n_train // 20)),
         l2_regularization=cfg.l2_regularization, early_stopping=False, class_weight="balanced",
         random_state=cfg.seed,
     )
@@ -119,7 +122,7 @@ def fit_fusion(
     pca = PCA(n_components=max(1, n_comp), random_state=cfg.seed).fit(np.asarray(pooled_train, dtype=np.float32))
     missing = np.isnan(np.asarray(measures_train, dtype=np.float32)).all(axis=0)
     unused = tuple(n for n, m in zip(measure_names, missing, strict=True) if m)
-    head = FusionHead(pca, _trees(cfg, cfg.max_iter), tuple(measure_names), unused)
+    head = FusionHead(pca, _trees(cfg, cfg.max_iter, len(y_train)), tuple(measure_names), unused)
     x_train = head.inputs(pooled_train, measures_train)
     head.trees.fit(x_train, y_train)
     x_val = head.inputs(pooled_val, measures_val)
@@ -127,7 +130,7 @@ def fit_fusion(
               for p in head.trees.staged_predict_proba(x_val)]
     best = int(np.argmin(losses)) + 1
     if best < cfg.max_iter:
-        head.trees = _trees(cfg, best).fit(x_train, y_train)
+        head.trees = _trees(cfg, best, len(y_train)).fit(x_train, y_train)
     return FusionFit(head=head, n_iter=best, val_log_loss=losses, n_components=pca.n_components_)
 
 

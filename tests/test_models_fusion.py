@@ -39,6 +39,14 @@ def test_fused_head_learns_threshold_rules_with_missing_values(fitted):
     assert fit.n_components == 8
 
 
+def test_fused_head_learns_from_few_labels():
+    """60 labels (a small facility session): leaves shrink with the data (5 samples), the rule is learnt."""
+    fit = fit_fusion(*_data(60, 6), *_data(60, 7), FusionConfig(), NAMES)
+    assert fit.head.trees.min_samples_leaf == 5 and fit.n_components == 6
+    pooled, measures, y = _data(300, 8)
+    assert (fit.head.log_proba(pooled, measures).argmax(1) == y).mean() > 0.85
+
+
 def test_early_stopping_picks_the_best_validation_iteration(fitted):
     fit, cfg = fitted
     assert len(fit.val_log_loss) == cfg.max_iter
