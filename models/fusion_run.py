@@ -62,9 +62,9 @@ def fuse(model: nn.Module, train_ds, val_ds, cfg: FusionConfig, model_dir: Path,
     fused = classification_metrics(y_val, log_p.argmax(1))
     validation = {"network_alone_macro_f1": net.get("macro_f1"), "fused_macro_f1": fused.get("macro_f1"),
                   "network_alone_accuracy": net.get("accuracy"), "fused_accuracy": fused.get("accuracy")}
-    numbers = (f"validation macro-F1 network alone {net.get('macro_f1', float('nan')):.3f}, "
-               f"fused {fused.get('macro_f1', float('nan')):.3f}")
-    if not fused.get("macro_f1", 0.0) >= net.get("macro_f1", 0.0):
+    net_f1, fused_f1 = net.get("macro_f1") or 0.0, fused.get("macro_f1") or 0.0  # None: undefined
+    numbers = f"validation macro-F1 network alone {net_f1:.3f}, fused {fused_f1:.3f}"
+    if not fused_f1 >= net_f1:
         return Fused({"kind": "network", "fusion_rejected": validation | {"config": cfg.model_dump()}}, None,
                      f"fused head not used ({numbers}): the network's own head grades")
     Path(model_dir).mkdir(parents=True, exist_ok=True)
