@@ -52,8 +52,8 @@ class FusionConfig(FrozenModel):
     learning_rate: float = Field(0.05, gt=0, le=1)
     max_leaf_nodes: int = Field(31, ge=2)
     l2_regularization: float = Field(0.0, ge=0)
-    min_samples_leaf: int = Field(20, ge=1, description="most samples per leaf; fewer with few labels "
-                                  "(one per 20 training samples, at least 5)")
+    min_samples_leaf: int = Field(20, ge=1, description="samples a leaf needs; with few labels fewer: "
+                                  "min(this, max(5, training samples / 20))")
     seed: int = 0
 
 
