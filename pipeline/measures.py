@@ -31,6 +31,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from .fourier import resample_to_pixel_size
 from .spectrum import PowerSpectrum
 
 __all__ = [
@@ -218,8 +219,6 @@ def quality_measures(
     crop of ``img``, its pixel size), used when at least as fine as the directional and carbon
     measures need (:data:`DIRECTION_PIXEL_A`), else they resample ``img`` themselves.
     """
-    from .fourier import resample_to_pixel_size
-
     src, src_ps = (img, pixel_size)
     if coarse is not None and coarse[1] <= DIRECTION_PIXEL_A * (1 + 1e-6):
         src, src_ps = coarse
