@@ -1,5 +1,6 @@
 """The fusion stage of a training run: pooled features of the fine-tuned network on the
-(un-augmented) training and validation splits, the cached physical measures, the fused head,
+(un-augmented) training and validation splits, the cached physical quantities (the scores and
+the measures, ``pipeline.measures.PHYSICAL_NAMES``), the fused head,
 its calibration, and the model-card entry that says how the grade is made.
 
 The fused head is kept only when its validation macro-F1 is at least the network head's; with
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..pipeline.measures import MEASURE_NAMES
+from ..pipeline.measures import PHYSICAL_NAMES
 from ..pipeline.metrics import classification_metrics
 from .calibration import calibration_summary
 from .fusion import FusionConfig, fit_fusion, save_fusion
@@ -52,8 +53,8 @@ def fuse(model: nn.Module, train_ds, val_ds, cfg: FusionConfig, model_dir: Path,
     f_val = network_features(model, val_ds, device=dev, batch_size=batch_size, progress=progress,
                              desc="features (fusion, val)")
     y_train, y_val = dataset_labels(train_ds), dataset_labels(val_ds)
-    m_train, m_val = train_ds.measures(MEASURE_NAMES), val_ds.measures(MEASURE_NAMES)
-    fit = fit_fusion(f_train, m_train, y_train, f_val, m_val, y_val, cfg, MEASURE_NAMES)
+    m_train, m_val = train_ds.measures(PHYSICAL_NAMES), val_ds.measures(PHYSICAL_NAMES)
+    fit = fit_fusion(f_train, m_train, y_train, f_val, m_val, y_val, cfg, PHYSICAL_NAMES)
     log_p = fit.head.log_proba(f_val, m_val)
     calibration = calibration_summary(log_p, y_val)
     with torch.inference_mode():
@@ -72,15 +73,15 @@ def fuse(model: nn.Module, train_ds, val_ds, cfg: FusionConfig, model_dir: Path,
         "kind": "fusion",
         "fusion": save_fusion(model_dir, fit.head),
         "config": cfg.model_dump(),
-        "measures": list(MEASURE_NAMES),
+        "measures": list(PHYSICAL_NAMES),
         "measures_unused": list(fit.head.unused),
         "pca_components": int(fit.n_components),
         "boosting_iterations": int(fit.n_iter),
         "val_log_loss_by_iteration": [round(v, 5) for v in fit.val_log_loss],
         "validation": validation,
         "measure_missing_fraction": {n: float(np.mean(np.isnan(np.concatenate([m_train[:, i], m_val[:, i]]))))
-                                     for i, n in enumerate(MEASURE_NAMES)},
+                                     for i, n in enumerate(PHYSICAL_NAMES)},
     }
-    summary = (f"fused head: {fit.n_components} feature components + {len(MEASURE_NAMES)} measures, "
+    summary = (f"fused head: {fit.n_components} feature components + {len(PHYSICAL_NAMES)} scores and measures, "
                f"{fit.n_iter} boosting iterations; {numbers}")
     return Fused(entry, calibration, summary)

@@ -29,7 +29,7 @@ from .cache import cache_key, has_entry, save_entry
 from .catalogue import SCORE_COLUMNS, IngestRun, Micrograph, Reject, utcnow
 from .config import IngestConfig
 from .digest import file_digest
-from .measures import MEASURE_NAMES
+from .measures import PHYSICAL_NAMES
 from .preprocess import preprocess
 from .readers import RawMicrograph, read_micrographs
 from .sessions import SessionFileError, get_or_create_session, resolve_session
@@ -168,8 +168,8 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
             radial=out.radial,
             radial_freq=out.radial_freq,
             image_pixel_size=np.float32(out.pixel_size),
-            measures=np.array([out.measures[n] for n in MEASURE_NAMES], dtype=np.float32),
-            measure_names=np.array(MEASURE_NAMES),
+            measures=np.array([{**out.scores, **out.measures}[n] for n in PHYSICAL_NAMES], dtype=np.float32),
+            measure_names=np.array(PHYSICAL_NAMES),
         )
         acquired, acquired_source = _acquired_at(raw, path)
         values = dict(

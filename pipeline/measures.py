@@ -31,11 +31,13 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from .catalogue import SCORE_COLUMNS
 from .fourier import resample_to_pixel_size
 from .spectrum import PowerSpectrum
 
 __all__ = [
     "MEASURE_NAMES",
+    "PHYSICAL_NAMES",
     "DIRECTION_PIXEL_A",
     "CARBON_PIXEL_A",
     "electron_wavelength",
@@ -58,6 +60,9 @@ MEASURE_NAMES: tuple[str, ...] = (
     "defocus_um",
     "defocus_quality",
 )
+#: Every physical quantity cached with a micrograph (the scores, then the measures): the fused
+#: head's inputs beside the network's features.
+PHYSICAL_NAMES: tuple[str, ...] = (*SCORE_COLUMNS, *MEASURE_NAMES)
 
 ICE_SPOT_BAND = (0.245, 0.295)  # 1/A (3.44-3.90 A reflections with their width)
 ICE_SPOT_NEIGHBOURS = ((0.20, 0.24), (0.30, 0.33))  # 1/A

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import starfile
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from micrograde.flows.cli import main
-from micrograde.pipeline.catalogue import ModelRow
+from micrograde.pipeline.cache import load_measures
+from micrograde.pipeline.catalogue import Micrograph, ModelRow
+from micrograde.pipeline.measures import PHYSICAL_NAMES
 from micrograde.pipeline.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -68,6 +71,11 @@ def test_model_is_registered_with_a_complete_card(trained):
     assert (head["kind"] == "fusion") == (decided["fused_macro_f1"] >= decided["network_alone_macro_f1"])
     with Workspace.open(root) as ws, ws.session() as s:
         assert s.get(ModelRow, outcome.model_id) is not None
+        # ingest cached every score and measure the fused head reads, with finite values
+        key = s.execute(select(Micrograph.cache_key)).scalars().first()
+        cached = load_measures(ws.cache_dir, key)
+        assert tuple(cached) == PHYSICAL_NAMES
+        assert np.isfinite(cached["crystalline_area"]) and np.isfinite(cached["defocus_um"])
 
 
 def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path):
