@@ -46,7 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_ingest import plain_read  # bench/ (this script's folder) is on sys.path
+from bench_common import rate_row, write_result  # bench/ (this script's folder) is on sys.path
+from bench_ingest import plain_read
 
 K3_SHAPE = (4092, 5760)  # (y, x): K3 is 5760 x 4092 pixels
 K3_PIXEL_SIZE = 0.83
@@ -272,13 +273,7 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
         messages = summary_lines(err)
         if not any(m.startswith(f"assessed {n} micrographs") for m in messages):
             raise BenchError(f"expected {n} micrographs assessed, the command said: {messages or err[-2000:]}")
-        rows.append({
-            "n": n,
-            "seconds": round(seconds, 2),
-            "micrographs_per_s": round(n / seconds, 2),
-            "plain_read_s": round(read_s, 2),
-            "ratio_to_plain_read": round(seconds / read_s, 1),
-            "peak_rss_mb": round(rss_mb),
+        rows.append(rate_row(n, seconds, read_s, rss_mb) | {
             "summary": messages,
             "report_dir": out.strip().splitlines()[-1] if out.strip() else None,
         })
@@ -324,15 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept the scratch folder {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    from micrograde.pipeline.atomic import atomic_write_text
-
     res["machine"] = machine_info()
-    res["total_seconds"] = round(time.perf_counter() - t0, 1)
-    res["command"] = " ".join([Path(sys.executable).name, *sys.argv])
-    out = HERE / "results" / ("assess-quick.json" if args.quick else "assess.json")
-    out.parent.mkdir(exist_ok=True)
-    atomic_write_text(out, json.dumps(res, indent=2) + "\n")
-    print(f"\nwrote {out}\n")
+    write_result(res, "assess", args.quick, t0)
     print(markdown(res))
     return 0
 

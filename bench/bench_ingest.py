@@ -25,6 +25,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+from bench_common import rate_row  # bench/ (this script's folder) is on sys.path
 
 SHAPE = (4092, 5760)  # K3: 5760 x 4092 pixels (x, y)
 
@@ -79,17 +80,7 @@ def main() -> None:
             read_s = plain_read(files)
             # each count runs in a fresh child process so ru_maxrss is that run's own peak
             seconds, rss_mb, out = run_ingest_isolated(folder, tmp / "ws", args.workers)
-            rows.append(
-                {
-                    "n": n,
-                    "seconds": round(seconds, 2),
-                    "micrographs_per_s": round(n / seconds, 2),
-                    "plain_read_s": round(read_s, 2),
-                    "ratio_to_plain_read": round(seconds / read_s, 1),
-                    "peak_rss_mb": round(rss_mb),
-                    "summary": out.strip().splitlines(),
-                }
-            )
+            rows.append(rate_row(n, seconds, read_s, rss_mb) | {"summary": out.strip().splitlines()})
             print(json.dumps(rows[-1]), flush=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     out = Path(__file__).parent / "results" / "ingest.json"

@@ -32,7 +32,6 @@ bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -41,6 +40,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from bench_common import write_result  # bench/ (this script's folder) is on sys.path
 
 QUICK = {"n": 120, "n_held_out": 30, "epochs_head": 2, "epochs_finetune": 1}
 SENIOR = ("bench-senior-sim", "senior-scientist")
@@ -274,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-train-", dir=args.tmp)).resolve()
     os.environ["PREFECT_HOME"] = str(root / "prefect-home")
     from micrograde.flows.runtime import configure_prefect
-    from micrograde.pipeline.atomic import atomic_write_text
 
     configure_prefect()  # before prefect is imported (inside run_benchmark)
     t0 = time.perf_counter()
@@ -290,12 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     res["machine"] = machine_info()
-    res["total_seconds"] = round(time.perf_counter() - t0, 1)
-    res["command"] = " ".join([Path(sys.executable).name, *sys.argv])
-    out = Path(__file__).parent / "results" / ("train-quick.json" if args.quick else "train.json")
-    out.parent.mkdir(exist_ok=True)
-    atomic_write_text(out, json.dumps(res, indent=2) + "\n")
-    print(f"\nwrote {out}\n")
+    write_result(res, "train", args.quick, t0)
     print(markdown(res))
     return 0
 
