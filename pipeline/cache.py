@@ -27,7 +27,8 @@ import numpy as np
 from .atomic import atomic_save_npz
 from .config import PreprocessConfig
 
-__all__ = ["cache_key", "cache_path", "save_entry", "load_entry", "load_measures", "has_entry", "CacheMissError"]
+__all__ = ["cache_key", "cache_path", "save_entry", "load_entry", "load_measures", "entry_measures", "has_entry",
+           "CacheMissError"]
 
 
 class CacheMissError(FileNotFoundError):
@@ -62,14 +63,22 @@ def load_entry(cache_dir: Path, key: str) -> dict[str, np.ndarray]:
         raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc
 
 
+def entry_measures(entry) -> dict[str, float] | None:
+    """The physical measures of an entry (a loaded dict or an open npz) by name; None when it has none."""
+    if "measures" not in entry or "measure_names" not in entry:
+        return None
+    return {str(n): float(v) for n, v in zip(entry["measure_names"], entry["measures"], strict=True)}
+
+
 def load_measures(cache_dir: Path, key: str) -> dict[str, float]:
     """The physical measures of one entry by name (only those members are read)."""
     path = cache_path(cache_dir, key)
     try:
         with np.load(path) as npz:
-            if "measures" not in npz.files or "measure_names" not in npz.files:
-                raise CacheMissError(f"cache entry {key} has no physical measures (written by an older micrograde); "
-                                     "re-run `micrograde ingest` on its micrograph")
-            return {str(n): float(v) for n, v in zip(npz["measure_names"], npz["measures"], strict=True)}
+            found = entry_measures(npz)
     except FileNotFoundError as exc:
         raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc
+    if found is None:
+        raise CacheMissError(f"cache entry {key} has no physical measures (written by an older micrograde); "
+                             "re-run `micrograde ingest` on its micrograph")
+    return found
