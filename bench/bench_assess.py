@@ -60,7 +60,7 @@ class BenchError(RuntimeError):
 
 
 def k3_session():
-    from micrograde.pipeline.simulate import SimSession
+    from micrograde.pipeline.sim.physics import SimSession
 
     return SimSession(name="k3_float32", detector="K3", shape=K3_SHAPE, pixel_size=K3_PIXEL_SIZE, mrc_mode=2,
                       dose=50.0, microscope="Titan Krios G3i", grid_material="Au", grid_maker="UltrAuFoil")
@@ -73,10 +73,10 @@ def make_k3_files(folder: Path, n: int, distinct: int, seed: int = 0) -> list[Pa
     import numpy as np
     from tqdm.auto import tqdm
 
-    from micrograde.pipeline.atomic import atomic_write_text
+    from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.config import LABELS
-    from micrograde.pipeline.simulate import sample_params, simulate_micrograph
-    from micrograde.pipeline.simulate_io import write_micrograph
+    from micrograde.pipeline.sim.physics import sample_params, simulate_micrograph
+    from micrograde.pipeline.sim.files import write_micrograph
 
     session = k3_session()
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,11 +132,11 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
     from micrograde.flows.ingest import run_ingest, workspace_for
     from micrograde.flows.train import run_train
     from micrograde.labeling.store import import_labels
-    from micrograde.models.train import TrainConfig
-    from micrograde.models.training_run import TrainRunConfig
-    from micrograde.pipeline.atomic import atomic_write_text
+    from micrograde.models.training.recipe import TrainConfig
+    from micrograde.models.training.run import TrainRunConfig
+    from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.config import IngestConfig
-    from micrograde.pipeline.simulate_io import write_collection
+    from micrograde.pipeline.sim.files import write_collection
 
     base = Path(root)
 

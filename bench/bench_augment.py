@@ -25,9 +25,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from micrograde.models.dataset import MicrographDataset  # noqa: E402
-from micrograde.pipeline.augment import AugmentConfig, apply_augment, build_augment, derive_seed, reseed  # noqa: E402
-from micrograde.pipeline.cache import save_entry  # noqa: E402
+from micrograde.models.training.dataset import MicrographDataset  # noqa: E402
+from micrograde.pipeline.data.augment import AugmentConfig, apply_augment, build_augment, derive_seed, reseed  # noqa: E402
+from micrograde.pipeline.catalogue.cache import save_entry  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ def rate_row(n: int, seconds: float, read_s: float, rss_mb: float) -> dict:
 def write_result(res: dict, name: str, quick: bool, started: float) -> Path:
     """Stamp ``res`` with the total time and the command line, write ``results/<name>.json``
     (``<name>-quick.json`` for a smoke run) atomically, and say where."""
-    from micrograde.pipeline.atomic import atomic_write_text
+    from micrograde.pipeline.io.atomic import atomic_write_text
 
     res["total_seconds"] = round(time.perf_counter() - started, 1)
     res["command"] = " ".join([Path(sys.executable).name, *sys.argv])

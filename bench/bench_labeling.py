@@ -36,9 +36,9 @@ import httpx
 import numpy as np
 
 from micrograde.labeling import store
-from micrograde.pipeline.cache import save_entry
-from micrograde.pipeline.catalogue import Annotation, Micrograph, SessionRow
-from micrograde.pipeline.workspace import Workspace
+from micrograde.pipeline.catalogue.cache import save_entry
+from micrograde.pipeline.catalogue.schema import Annotation, Micrograph, SessionRow
+from micrograde.pipeline.catalogue.workspace import Workspace
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 K3 = (4092, 5760)
@@ -74,8 +74,8 @@ def populate(ws: Workspace, n: int) -> list[int]:
 def start_server(root: Path, db_url: str | None, port: int, cpus: str | None) -> subprocess.Popen:
     code = (
         "import sys, uvicorn\n"
-        "from micrograde.pipeline.workspace import Workspace\n"
-        "from micrograde.labeling.app import create_app\n"
+        "from micrograde.pipeline.catalogue.workspace import Workspace\n"
+        "from micrograde.labeling.web.app import create_app\n"
         "ws = Workspace.open(sys.argv[1], sys.argv[2] or None)\n"
         "uvicorn.run(create_app(ws), host='127.0.0.1', port=int(sys.argv[3]), log_level='warning')\n"
     )

@@ -54,7 +54,7 @@ def step(i: int, text: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from micrograde.pipeline.simulate import DEFAULT_SESSIONS
+    from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
 
     names = [s.name for s in DEFAULT_SESSIONS]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def labels_csv(path: Path, truth) -> Path:
-    from micrograde.pipeline.atomic import atomic_write_text
+    from micrograde.pipeline.io.atomic import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, truth[["micrograph", "label"]].to_csv(index=False))
@@ -93,8 +93,8 @@ def labels_csv(path: Path, truth) -> Path:
 
 
 def simulate(sim: Path, args: argparse.Namespace):
-    from micrograde.pipeline.simulate import DEFAULT_SESSIONS
-    from micrograde.pipeline.simulate_io import write_collection
+    from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
+    from micrograde.pipeline.sim.files import write_collection
 
     held = [s for s in DEFAULT_SESSIONS if s.name == args.held_out]
     train_sessions = [s for s in DEFAULT_SESSIONS if s.name != args.held_out]
@@ -108,9 +108,9 @@ def simulate(sim: Path, args: argparse.Namespace):
 
 
 def train_config(args: argparse.Namespace):
-    from micrograde.models.train import TrainConfig
-    from micrograde.models.training_run import TrainRunConfig
-    from micrograde.pipeline.splits import SplitConfig
+    from micrograde.models.training.recipe import TrainConfig
+    from micrograde.models.training.run import TrainRunConfig
+    from micrograde.pipeline.data.splits import SplitConfig
 
     overrides = {k: v for k, v in (("epochs_head", args.epochs_head), ("epochs_finetune", args.epochs_finetune))
                  if v is not None}
@@ -129,7 +129,7 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict:
     from micrograde.models.batch_predict import predict_cached, prediction_cache_path
     from micrograde.models.infer import Predictor
     from micrograde.pipeline.config import IngestConfig
-    from micrograde.pipeline.query import micrograph_table
+    from micrograde.pipeline.catalogue.query import micrograph_table
 
     if args.threads:
         torch.set_num_threads(args.threads)

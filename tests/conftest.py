@@ -97,7 +97,7 @@ def real_micrograph() -> Path:
 
 @pytest.fixture
 def workspace(tmp_path):
-    from micrograde.pipeline.workspace import Workspace
+    from micrograde.pipeline.catalogue.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws")
     yield ws
@@ -107,7 +107,7 @@ def workspace(tmp_path):
 @pytest.fixture(scope="session")
 def sim_collection(tmp_path_factory):
     """A small simulated multi-session collection (files + truth.csv), shared read-only."""
-    from micrograde.pipeline.simulate_io import write_collection
+    from micrograde.pipeline.sim.files import write_collection
 
     out = tmp_path_factory.mktemp("sim")
     truth = write_collection(out, 18, seed=7)

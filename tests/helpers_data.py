@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from micrograde.pipeline.cache import save_entry
-from micrograde.pipeline.catalogue import Annotation, Annotator, Micrograph, SessionRow
+from micrograde.pipeline.catalogue.cache import save_entry
+from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, SessionRow
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.workspace import Workspace
+from micrograde.pipeline.catalogue.workspace import Workspace
 
 
 def normalise(a: np.ndarray) -> np.ndarray:

@@ -57,8 +57,8 @@ def train_tiny_model(root: Path, truth: pd.DataFrame, sim_dir: Path) -> str:
     from micrograde.flows.ingest import workspace_for
     from micrograde.flows.train import run_train
     from micrograde.labeling.store import import_labels
-    from micrograde.models.train import TrainConfig
-    from micrograde.models.training_run import TrainRunConfig
+    from micrograde.models.training.recipe import TrainConfig
+    from micrograde.models.training.run import TrainRunConfig
 
     ws = workspace_for(str(root), None)
     import_labels(ws, labels_csv(root / "truth-labels.csv", truth, sim_dir), "ana", "senior-scientist")

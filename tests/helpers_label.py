@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micrograde.pipeline.cache import save_entry
-from micrograde.pipeline.catalogue import Micrograph, SessionRow
-from micrograde.pipeline.workspace import Workspace
+from micrograde.pipeline.catalogue.cache import save_entry
+from micrograde.pipeline.catalogue.schema import Micrograph, SessionRow
+from micrograde.pipeline.catalogue.workspace import Workspace
 
 
 def add_micrographs(ws: Workspace, n: int, *, session: str = "grid1", names: list[str] | None = None,

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from micrograde.labeling import store
-from micrograde.labeling.app import create_app
-from micrograde.pipeline.workspace import Workspace
+from micrograde.labeling.web.app import create_app
+from micrograde.pipeline.catalogue.workspace import Workspace
 
 from helpers_label import add_micrographs
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from micrograde.pipeline.simulate import SimParams, SimSession
+from micrograde.pipeline.sim.physics import SimParams, SimSession
 
 SMALL_FLOAT = SimSession(name="t_float", detector="Falcon 4i", shape=(256, 256), pixel_size=1.0, mrc_mode=2, dose=40.0)
 SMALL_SESSIONS = (

@@ -1,6 +1,0 @@
-"""``python -m micrograde`` runs the command line."""
-
-from micrograde.flows.cli import main
-
-if __name__ == "__main__":
-    main()

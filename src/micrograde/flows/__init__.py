@@ -1,0 +1,1 @@
+"""Prefect flows and tasks (thin), deployments, and the ``micrograde`` command line."""

@@ -1,0 +1,170 @@
+"""The Prefect assess flow: ingest what is new, predict with one model load, write a report folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+
+from micrograde import __version__
+from micrograde.pipeline.catalogue.cache import load_entry
+from micrograde.pipeline.catalogue.schema import AssessRun, Reject
+from micrograde.pipeline.config import FrozenModel, IngestConfig, PreprocessConfig
+from micrograde.pipeline.io.digest import digest_of
+from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
+from micrograde.pipeline.catalogue.workspace import new_run_id
+
+from micrograde.flows.ingest import run_ingest, workspace_for
+from micrograde.flows.train import latest_model_id
+
+__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "run_assess", "model_preprocess"]
+
+
+class NothingToAssessError(LookupError):
+    """No usable micrograph to assess (every input rejected, or an empty selection)."""
+
+
+class AssessConfig(FrozenModel):
+    """Options of one assessment."""
+
+    model_id: str | None = None
+    thresholds: dict[str, float] | None = None
+    include_medium: bool = False
+    star: str | None = None
+    cs: str | None = None
+    review_url: str | None = None
+    sessions: tuple[str, ...] | None = Field(None, description="also assess these catalogued sessions")
+    report_name: str | None = Field(None, description="stable folder under reports/ (a rolling report)")
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+@dataclass
+class AssessOutcome:
+    run_id: str
+    report_dir: Path
+    n_micrographs: int
+    counts: dict[str, int]
+    warnings: list[str]
+    unmatched: list[str] = field(default_factory=list)
+    n_cached: int = 0
+    n_rejected: int = 0
+
+
+@task(name="predict", cache_policy=NO_CACHE)
+def predict_task(root: str, db_url: str | None, model_id: str, ids: list[int], cfg: AssessConfig, progress: bool):
+    from micrograde.labeling.consensus import consensus_table
+    from micrograde.models.batch_predict import predict_cached
+    from micrograde.models.infer import Predictor, apply_thresholds
+    from micrograde.pipeline.report.outputs import prediction_table
+
+    ws = workspace_for(root, db_url)
+    predictor = Predictor(ws.models_dir / model_id)
+    rows = micrograph_table(ws, ids)
+    probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
+                                     num_workers=cfg.num_workers, progress=progress)
+    thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
+    labels, confidence = apply_thresholds(probs, thresholds)
+    table = prediction_table(rows, probs, labels, confidence, consensus_table(ws))
+    return table, predictor.card, n_cached
+
+
+@task(name="write-report", cache_policy=NO_CACHE)
+def report_task(root: str, db_url: str | None, report_dir: Path, predictions: pd.DataFrame, card: dict,
+                rejects: pd.DataFrame, run_info: dict, warnings: list, cfg: AssessConfig):
+    from micrograde.pipeline.report.outputs import write_outputs
+
+    ws = workspace_for(root, db_url)
+
+    def get_images(key: str):
+        entry = load_entry(ws.cache_dir, key)
+        return entry["thumbnail"], entry["spectrum"]
+
+    return write_outputs(report_dir, predictions, card=card, rejects=rejects, get_images=get_images,
+                         run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star, cs=cfg.cs,
+                         include_medium=cfg.include_medium)
+
+
+def _assess_name() -> str:
+    return f"assess-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@flow(name="micrograde-assess", flow_run_name=_assess_name, validate_parameters=False)
+def assess_flow(sources: Sequence[str], root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
+                cfg: AssessConfig | None = None, command: str | None = None, progress: bool = False) -> AssessOutcome:
+    return run_assess(sources, root, db_url, ingest_cfg, cfg, command, progress)
+
+
+def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
+               cfg: AssessConfig | None = None, command: str | None = None, progress: bool = False) -> AssessOutcome:
+    """Body of :func:`assess_flow`; callable inside another flow (the facility flows)."""
+    from micrograde.pipeline.report.ood import ood_warnings
+
+    cfg = cfg or AssessConfig()
+    ws = workspace_for(root, db_url)
+    model_id = latest_model_id(ws, cfg.model_id)
+    card_pre = model_preprocess(ws.models_dir / model_id)
+    ingest_cfg = (ingest_cfg or IngestConfig()).model_copy(update={"preprocess": card_pre})
+    ids: list[int] = []
+    rejects = pd.DataFrame(columns=["path", "reason", "detail"])
+    n_rejected = 0
+    if sources:
+        summary = run_ingest(sources, root, db_url, ingest_cfg, command, progress)
+        ids += summary.micrograph_ids
+        n_rejected = summary.rejected
+        rejects = _run_rejects(ws, summary.run_id)
+    if cfg.sessions:
+        table = micrograph_table(ws)
+        chosen = table[table["session"].isin(list(cfg.sessions)) & (table["preprocess_key"] == card_pre.digest())]
+        ids += [int(i) for i in chosen["id"] if int(i) not in set(ids)]
+        folders = {str(Path(p).parent) for p in chosen["path"]}
+        all_rejects = reject_table(ws)
+        rejects = pd.concat([rejects, all_rejects[all_rejects["path"].map(lambda p: str(Path(p.split("#")[0]).parent) in folders)]])
+        rejects = rejects.drop_duplicates("path", keep="last")
+        n_rejected = len(rejects)
+    if not ids:
+        raise NothingToAssessError("no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else ""))
+    predictions, card, n_cached = predict_task(root, db_url, model_id, sorted(set(ids)), cfg, progress)
+    warnings = ood_warnings(predictions, card)
+    run_id = new_run_id("assess-")
+    report_dir = ws.reports_dir / (cfg.report_name or run_id)
+    run_info = {
+        "run_id": run_id,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "micrograde_version": __version__,
+        "command_line": command or "",
+        "inputs_digest": digest_of(sorted(predictions["cache_key"])),
+        "model_id": model_id,
+        "host": platform.node(),
+    }
+    files = report_task(root, db_url, report_dir, predictions, card, rejects, run_info, warnings, cfg)
+    with ws.transaction() as s:
+        s.add(AssessRun(id=run_id, model_id=model_id, report_dir=str(report_dir), command=command,
+                        n_micrographs=len(predictions)))
+    return AssessOutcome(run_id, report_dir, len(predictions), files.counts, [w.message for w in warnings],
+                         files.unmatched, n_cached, n_rejected)
+
+
+def model_preprocess(model_dir: Path) -> PreprocessConfig:
+    """The preprocessing a model was trained with (from its card): new micrographs must match it."""
+    from micrograde.models.checkpoint import read_card
+
+    pre = read_card(model_dir)["input"].get("preprocess", {})
+    fields = set(PreprocessConfig.model_fields)
+    return PreprocessConfig(**{k: v for k, v in pre.items() if k in fields})
+
+
+def _run_rejects(ws, run_id: str) -> pd.DataFrame:
+    from sqlalchemy import select
+
+    with ws.session() as s:
+        rows = s.execute(select(Reject).where(Reject.ingest_run_id == run_id)).scalars().all()
+    return pd.DataFrame([{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rows],
+                        columns=["path", "reason", "detail"])

@@ -1,0 +1,1 @@
+"""The ``micrograde`` command line (click): one module per command group."""

@@ -1,0 +1,81 @@
+"""``micrograde ingest`` and ``micrograde status``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import click
+
+from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, json_option, open_workspace, workspace_option
+from micrograde.flows.runners import dask_options, task_runner_from_options
+
+__all__ = ["register", "command_line"]
+
+
+def command_line() -> str:
+    return shlex.join(["micrograde", *sys.argv[1:]])
+
+
+@click.command("ingest")
+@click.argument("sources", nargs=-1, required=True)
+@workspace_option
+@db_option
+@ingest_options
+@dask_options
+@click.option("--no-recursive", is_flag=True, help="Do not descend into sub-folders.")
+def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask_workers, **params):
+    """Read, validate and preprocess micrographs into the workspace.
+
+    SOURCES are files, folders or glob patterns (quote globs). Bad files are quarantined with a
+    reason and the run goes on; exit code 1 only when nothing usable was found.
+
+    \b
+    Example:
+      micrograde ingest /data/session1/ "/data/session2/*.mrc" --workspace ws/ --session grid7
+    """
+    from micrograde.flows.runtime import configure_prefect
+
+    ws = open_workspace(workspace, db)
+    cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
+    configure_prefect(ws.root)
+    from micrograde.flows.ingest import ingest_flow
+
+    runner = task_runner_from_options(dask_address, dask_workers, workers)
+    try:
+        summary = ingest_flow.with_options(task_runner=runner)(
+            list(sources), str(ws.root), db, cfg, command_line(), progress=True
+        )
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for line in summary.lines():
+        click.echo(line)
+    if summary.usable == 0:
+        click.echo("nothing usable was found", err=True)
+        sys.exit(1)
+
+
+@click.command("status")
+@workspace_option
+@db_option
+@json_option
+def status_cmd(workspace, db, as_json):
+    """Counts: ingested micrographs per session, rejects with reasons, labels, models, reports.
+
+    \b
+    Example:
+      micrograde status --workspace ws/ --json
+    """
+    from micrograde.flows.status import status_lines, workspace_status
+
+    status = workspace_status(open_workspace(workspace, db))
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+    else:
+        click.echo("\n".join(status_lines(status)))
+
+
+def register(main: click.Group) -> None:
+    main.add_command(ingest_cmd)
+    main.add_command(status_cmd)

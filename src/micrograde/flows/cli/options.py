@@ -1,0 +1,89 @@
+"""Options shared by every command, defined once (never copied per command)."""
+
+from __future__ import annotations
+
+import click
+
+from micrograde.pipeline.catalogue.workspace import Workspace, WorkspaceError
+
+__all__ = ["workspace_option", "db_option", "open_workspace", "json_option", "ingest_options", "ingest_config_from"]
+
+workspace_option = click.option(
+    "--workspace",
+    "workspace",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    envvar="MICROGRADE_WORKSPACE",
+    help="Workspace folder (catalogue, cache, models, reports). Env: MICROGRADE_WORKSPACE.",
+)
+
+db_option = click.option(
+    "--db",
+    "db",
+    default=None,
+    envvar="MICROGRADE_DB",
+    metavar="URL",
+    help="SQLAlchemy URL of the catalogue, e.g. postgresql+psycopg://user@host/db "
+    "(default: SQLite in the workspace). Env: MICROGRADE_DB.",
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def open_workspace(workspace: str, db: str | None) -> Workspace:
+    """Open (creating if needed) the workspace, turning failures into a usage error (exit 2)."""
+    try:
+        return Workspace.open(workspace, db)
+    except WorkspaceError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def ingest_options(func):
+    """Options that shape an ingest (``ingest``, ``assess`` and ``flows serve`` share them)."""
+    options = [
+        click.option("--session", default=None, help="Session name (default: session.json, else the folder name)."),
+        click.option(
+            "--pixel-size",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Angstrom/pixel; overrides the header (recorded as 'override').",
+        ),
+        click.option(
+            "--stack",
+            type=click.Choice(["auto", "movie", "micrographs"]),
+            default="auto",
+            show_default=True,
+            help="How to read a stack: sum a movie, split a stack of micrographs, or decide from the data.",
+        ),
+        click.option("--permissive", is_flag=True, help="Accept slightly malformed MRC headers (default: strict)."),
+        click.option("--microscope", default=None, help="Session metadata: microscope."),
+        click.option("--detector", default=None, help="Session metadata: detector (e.g. K3, Falcon 4i)."),
+        click.option("--grid-material", default=None, help="Session metadata: grid material (Cu, Au)."),
+        click.option("--grid-maker", default=None, help="Session metadata: grid maker (Quantifoil, C-flat...)."),
+        click.option("--dose", type=click.FloatRange(min=0), default=None, help="Session metadata: total dose, e/A^2."),
+        click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel files (default: CPU count)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def ingest_config_from(params: dict, preprocess=None):
+    """Build the typed :class:`IngestConfig` from the shared ingest options' values."""
+    from micrograde.pipeline.config import IngestConfig, PreprocessConfig, SessionMeta
+
+    meta = SessionMeta(
+        microscope=params.get("microscope"),
+        detector=params.get("detector"),
+        grid_material=params.get("grid_material"),
+        grid_maker=params.get("grid_maker"),
+        dose=params.get("dose"),
+    )
+    return IngestConfig(
+        session=params.get("session"),
+        pixel_size=params.get("pixel_size"),
+        stack=params.get("stack", "auto"),
+        permissive=bool(params.get("permissive")),
+        meta=meta,
+        preprocess=preprocess or PreprocessConfig(),
+    )

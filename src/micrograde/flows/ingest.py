@@ -1,0 +1,108 @@
+"""The Prefect ingest flow: discover files, fan out one task per file, record rejects.
+
+Tasks are thin: each calls :func:`micrograde.pipeline.catalogue.ingest.ingest_file`. Only transient I/O
+errors are retried (never validation errors, which are not raised at all but recorded as
+rejects). A file whose task still fails after its retries is recorded as an ``io-error`` reject and
+the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+
+from prefect import flow, task
+from prefect.futures import as_completed
+from tqdm.auto import tqdm
+
+from micrograde.pipeline.config import IngestConfig
+from micrograde.pipeline.io.discover import discover
+from micrograde.pipeline.catalogue.ingest import (
+    FileOutcome,
+    IngestSummary,
+    finish_run,
+    ingest_file,
+    is_transient,
+    record_reject,
+    start_run,
+)
+from micrograde.pipeline.catalogue.workspace import Workspace, new_run_id
+
+__all__ = ["ingest_flow", "ingest_file_task", "workspace_for", "run_ingest"]
+
+
+@functools.lru_cache(maxsize=8)
+def workspace_for(root: str, db_url: str | None) -> Workspace:
+    """One open workspace (engine, connection pool) per process, shared by its tasks."""
+    return Workspace.open(root, db_url)
+
+
+def _retry_only_io(_task, _task_run, state) -> bool:
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - we only classify it
+        return is_transient(exc)
+    return False
+
+
+@task(
+    name="ingest-file",
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_only_io,
+    task_run_name="ingest {path}",
+    log_prints=False,
+)
+def ingest_file_task(root: str, db_url: str | None, path: str, cfg: IngestConfig, run_id: str) -> FileOutcome:
+    return ingest_file(workspace_for(root, db_url), path, cfg, run_id)
+
+
+def _flow_run_name() -> str:
+    return f"ingest-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@flow(name="micrograde-ingest", flow_run_name=_flow_run_name, validate_parameters=False)
+def ingest_flow(
+    sources: Sequence[str],
+    root: str,
+    db_url: str | None = None,
+    cfg: IngestConfig | None = None,
+    command: str | None = None,
+    progress: bool = False,
+) -> IngestSummary:
+    return run_ingest(sources, root, db_url, cfg, command, progress)
+
+
+def run_ingest(
+    sources: Sequence[str],
+    root: str,
+    db_url: str | None = None,
+    cfg: IngestConfig | None = None,
+    command: str | None = None,
+    progress: bool = False,
+) -> IngestSummary:
+    """Body of :func:`ingest_flow`; must run inside a flow (the assess and facility flows call it)."""
+    cfg = cfg or IngestConfig()
+    ws = workspace_for(root, db_url)
+    paths = [str(p) for p in discover(list(sources), recursive=cfg.recursive)]
+    run_id = new_run_id("ingest-")
+    summary = IngestSummary(run_id=run_id)
+    start_run(ws, cfg, run_id, command)
+    futures = {ingest_file_task.submit(root, db_url, p, cfg, run_id): p for p in paths}
+    with tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress) as bar:
+        for future in as_completed(list(futures)):
+            path = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - an I/O error that outlived its retries
+                detail = f"{type(exc).__name__}: {exc}"
+                record_reject(ws, path, "io-error", detail, run_id)
+                outcome = FileOutcome(path, rejects=(("io-error", detail),))
+            summary.add(outcome)
+            bar.update(1)
+            bar.set_postfix(ok=summary.usable, rejected=summary.rejected)
+    finish_run(ws, run_id, summary.ingested, summary.skipped, summary.rejected)
+    return summary
+
+

@@ -1,0 +1,1 @@
+"""Annotators, append-only annotations, consensus, agreement, import/export."""

@@ -1,0 +1,1 @@
+"""The labelling web app (FastAPI): pages, authentication, tokens, images."""

@@ -1,0 +1,1 @@
+"""Networks and graders (torch, timm): backbones, training, calibration, checkpoints, inference."""

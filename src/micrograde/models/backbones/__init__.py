@@ -1,0 +1,1 @@
+"""The backbone registry, offline pretrained weights, the torchvision shim, trunk/tail adapters."""

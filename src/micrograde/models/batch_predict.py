@@ -1,0 +1,54 @@
+"""Batched prediction with a per-model cache, so re-assessing the same micrographs is free.
+
+Probabilities are stored per (model, cache key) in ``CACHE/predictions/<model-id>.parquet``: a
+cache key already names the content and the preprocessing, and a model id names the weights, so
+an entry never goes stale. The file is rewritten atomically when new keys are added.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from micrograde.pipeline.io.atomic import atomic_write_bytes
+from micrograde.pipeline.config import LABELS
+
+from micrograde.models.infer import Predictor
+
+__all__ = ["predict_cached", "prediction_cache_path"]
+
+_COLUMNS = [f"p_{label}" for label in LABELS]
+
+
+def prediction_cache_path(cache_dir: Path, model_id: str) -> Path:
+    return Path(cache_dir) / "predictions" / f"{model_id}.parquet"
+
+
+def predict_cached(
+    predictor: Predictor,
+    cache_dir: Path,
+    cache_keys: Sequence[str],
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, int]:
+    """Calibrated probabilities (N, 3) for ``cache_keys``; returns them and how many were cached."""
+    store = prediction_cache_path(cache_dir, predictor.model_id)
+    known = pd.read_parquet(store).set_index("cache_key") if store.is_file() else pd.DataFrame(columns=_COLUMNS)
+    keys = [str(k) for k in cache_keys]
+    missing = sorted({k for k in keys if k not in known.index})
+    if missing:
+        probs = predictor.predict(missing, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers,
+                                  progress=progress)
+        fresh = pd.DataFrame(probs, columns=_COLUMNS, index=pd.Index(missing, name="cache_key"))
+        known = pd.concat([known, fresh]) if len(known) else fresh
+        buf = io.BytesIO()
+        known.rename_axis("cache_key").reset_index().to_parquet(buf, index=False)
+        atomic_write_bytes(store, buf.getvalue())
+    out = known.loc[keys, _COLUMNS].to_numpy(dtype=np.float64) if keys else np.zeros((0, len(LABELS)))
+    return out, len(set(keys)) - len(missing)

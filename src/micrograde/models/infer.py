@@ -1,0 +1,166 @@
+"""Batched inference: one model load per run, calibrated probabilities, optional thresholds.
+
+:class:`Predictor` loads the model and its card once, then :meth:`Predictor.predict` runs a
+DataLoader (with workers) under ``torch.inference_mode`` in channels-last memory format and
+returns temperature-calibrated probabilities in :data:`LABELS` order (p_good, p_medium, p_bad).
+A model whose card names a fused head (:mod:`.fusion`) grades from the network's pooled features
+and the physical measures cached with each micrograph.
+
+Thresholds (:func:`apply_thresholds`): ``{"good": 0.7}`` means "only call good when
+p_good >= 0.7". Rule: the classes are tried from the most to the least probable, and the first
+whose probability reaches its threshold (0 when none is given) is the label. When no class
+qualifies (every class has a threshold and none is met), the label is the most conservative
+class, ``bad`` (the last of :data:`LABELS`): an uncertain micrograph is not selected. The
+confidence is the calibrated probability of the chosen label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from micrograde.pipeline.config import LABELS
+from micrograde.models.calibration import apply_temperature
+from micrograde.models.checkpoint import ModelCardMismatch, load_model
+from micrograde.models.fusion import FusionHead, load_fusion
+from micrograde.models.training.loop import autocast, make_loader, pooled_features, resolve_device
+
+__all__ = ["Predictor", "apply_thresholds", "check_thresholds"]
+
+
+def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
+    """Validate ``{label: minimum probability}``; unknown labels or values outside [0, 1] raise."""
+    out: dict[str, float] = {}
+    for label, value in (thresholds or {}).items():
+        if label not in LABELS:
+            raise ValueError(f"threshold for unknown class {label!r}; classes are {', '.join(LABELS)}")
+        v = float(value)
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"threshold for {label} must be within [0, 1], got {value}")
+        out[label] = v
+    return out
+
+
+def apply_thresholds(
+    probs: np.ndarray, thresholds: Mapping[str, float] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Labels and confidences from probabilities (N, 3) under per-class minimum probabilities."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(LABELS):
+        raise ValueError(f"probs must be (N, {len(LABELS)}), got {p.shape}")
+    th = check_thresholds(thresholds)
+    mins = np.array([th.get(label, 0.0) for label in LABELS])
+    order = np.argsort(-p, axis=1, kind="stable")  # most probable first; ties keep LABELS order
+    ok = np.take_along_axis(p, order, axis=1) >= np.take_along_axis(np.broadcast_to(mins, p.shape), order, axis=1)
+    first = np.where(ok.any(axis=1), ok.argmax(axis=1), -1)
+    chosen = np.where(first >= 0, order[np.arange(len(p)), np.maximum(first, 0)], len(LABELS) - 1)
+    return [LABELS[i] for i in chosen], p[np.arange(len(p)), chosen]
+
+
+@dataclass
+class Predictor:
+    """A trained model loaded once for a run; ``predict`` gives calibrated probabilities."""
+
+    model_dir: Path
+    device: str = "auto"
+    expect_pixel_size: float | None = None
+    expect_layout: str | None = None
+    model: nn.Module = field(init=False, repr=False)
+    card: dict = field(init=False, repr=False)
+    fusion: FusionHead | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model_dir = Path(self.model_dir)
+        self._device = resolve_device(self.device)
+        self.model, self.card = load_model(
+            self.model_dir, expect_pixel_size=self.expect_pixel_size, expect_layout=self.expect_layout,
+            device=self._device,
+        )
+        self.model = self.model.to(memory_format=torch.channels_last).eval()
+        head = self.card.get("head") or {"kind": "network"}
+        self.fusion = load_fusion(self.model_dir, head["fusion"]) if head.get("kind") == "fusion" else None
+
+    @property
+    def model_id(self) -> str:
+        return str(self.card.get("id", self.model_dir.name))
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("calibration", {}).get("temperature", 1.0))
+
+    @property
+    def layout(self) -> str:
+        return self.card["input"]["layout"]
+
+    @property
+    def input_size(self) -> int:
+        return int(self.card["input"]["size"])
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return check_thresholds(self.card.get("thresholds"))
+
+    def dataset(self, cache_dir: Path, cache_keys: Sequence[str], labels=None) -> Dataset:
+        """The cache dataset this model reads (layout, size and resize from its card; no augmentation)."""
+        from micrograde.models.training.dataset import MicrographDataset
+
+        resize = self.card["input"].get("preprocess", {}).get("image_resize", "fourier")
+        return MicrographDataset(cache_dir, cache_keys, labels, layout=self.layout, input_size=self.input_size,
+                                 augment=None, resize=resize)
+
+    def _check(self, ds: Dataset) -> None:
+        layout = getattr(ds, "layout", None)
+        if layout is not None and layout != self.layout:
+            raise ModelCardMismatch(f"model {self.model_id} expects layout {self.layout!r}, the data use {layout!r}")
+        size = getattr(ds, "input_size", None)
+        if size is not None and int(size) != self.input_size:
+            raise ModelCardMismatch(f"model {self.model_id} expects {self.input_size} px inputs, the data are {size} px")
+
+    @torch.inference_mode()
+    def logits(self, ds: Dataset, *, batch_size: int = 64, num_workers: int = 0, progress: bool = False) -> np.ndarray:
+        """Raw logits (N, 3), float32, in dataset order (log-probabilities of the fused head when the
+        model has one: the network's pooled features with the cached physical measures)."""
+        from tqdm.auto import tqdm
+
+        self._check(ds)
+        loader = make_loader(ds, batch_size=batch_size, num_workers=num_workers, device=self._device)
+        forward = self.model if self.fusion is None else pooled_features(self.model)
+        out = []
+        for batch in tqdm(loader, desc="predict", leave=False, disable=not progress, dynamic_ncols=True):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            x = x.to(self._device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with autocast(self._device):
+                out.append(forward(x).float().cpu())
+        if not out:
+            return np.zeros((0, len(LABELS)), np.float32)
+        z = torch.cat(out).numpy()
+        if self.fusion is None:
+            return z
+        if not hasattr(ds, "measures"):
+            raise ModelCardMismatch(f"model {self.model_id} grades with physical measures; give it a cache dataset")
+        return self.fusion.log_proba(z, ds.measures(self.fusion.measure_names))
+
+    def predict(
+        self,
+        data: Dataset | Sequence[str],
+        *,
+        cache_dir: Path | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Calibrated probabilities (N, 3) in LABELS order, for a Dataset or cache keys (with ``cache_dir``)."""
+        if not isinstance(data, Dataset):
+            if cache_dir is None:
+                raise ValueError("predict from cache keys needs cache_dir")
+            data = self.dataset(cache_dir, list(data))
+        z = self.logits(data, batch_size=batch_size, num_workers=num_workers, progress=progress)
+        if len(z) == 0:
+            return np.zeros((0, len(LABELS)))
+        return apply_temperature(z, self.temperature)

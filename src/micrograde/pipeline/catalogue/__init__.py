@@ -1,0 +1,1 @@
+"""The workspace: catalogue schema, cache of preprocessed micrographs, queries, sessions, ingest."""

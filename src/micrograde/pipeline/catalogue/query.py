@@ -1,0 +1,49 @@
+"""Read-only views of the catalogue as pandas tables (for splits, reports and status)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+
+from micrograde.pipeline.catalogue.schema import Micrograph, Reject, SessionRow
+from micrograde.pipeline.catalogue.workspace import Workspace
+
+__all__ = ["micrograph_table", "reject_table", "reject_counts"]
+
+_SESSION_COLUMNS = ("microscope", "detector", "grid_material", "grid_maker", "dose")
+
+
+def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFrame:
+    """One row per micrograph with its session's metadata.
+
+    Columns: every ``micrographs`` column (``id``, ``path``, ``name``, ``frame``, ``digest``,
+    ``pixel_size``, ``cache_key``, scores, ...) plus ``session`` (the session name) and the
+    session's ``microscope``, ``detector``, ``grid_material``, ``grid_maker``, ``dose``.
+    """
+    cols = [c for c in Micrograph.__table__.columns]
+    stmt = select(*cols, SessionRow.name.label("session"), *(getattr(SessionRow, c) for c in _SESSION_COLUMNS))
+    stmt = stmt.join(SessionRow, Micrograph.session_id == SessionRow.id).order_by(Micrograph.id)
+    if ids is not None:
+        stmt = stmt.where(Micrograph.id.in_(list(ids)))
+    with ws.session() as s:
+        rows = s.execute(stmt).mappings().all()
+    names = [c.name for c in cols] + ["session", *_SESSION_COLUMNS]
+    return pd.DataFrame([dict(r) for r in rows], columns=names)
+
+
+def reject_table(ws: Workspace) -> pd.DataFrame:
+    """The latest reject per path: ``path, reason, detail, created_at``."""
+    with ws.session() as s:
+        rows = s.execute(select(Reject).order_by(Reject.id)).scalars().all()
+    df = pd.DataFrame(
+        [{"path": r.path, "reason": r.reason, "detail": r.detail, "created_at": r.created_at} for r in rows],
+        columns=["path", "reason", "detail", "created_at"],
+    )
+    return df.drop_duplicates("path", keep="last").reset_index(drop=True)
+
+
+def reject_counts(ws: Workspace) -> dict[str, int]:
+    """Number of distinct rejected paths per reason (latest reason per path)."""
+    df = reject_table(ws)
+    return {str(k): int(v) for k, v in df["reason"].value_counts().sort_index().items()}
+

@@ -1,0 +1,134 @@
+"""The workspace: one folder holding a facility project's state.
+
+```
+WORKSPACE/
+  micrograde.db        catalogue (SQLite by default; any SQLAlchemy URL via ``db_url``)
+  cache/               preprocessed arrays, content-addressed (safe to delete)
+  models/<model-id>/   checkpoints and model cards
+  reports/<run-id>/    assessment reports and selection files
+  quarantine/          copies of rejected files, with a reason file beside each
+```
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from micrograde.pipeline.catalogue.schema import Base
+
+__all__ = ["Workspace", "WorkspaceError", "new_run_id"]
+
+DB_FILENAME = "micrograde.db"
+
+
+class WorkspaceError(RuntimeError):
+    """The workspace cannot be opened or used (bad URL, unreachable database, not a folder)."""
+
+
+def new_run_id(prefix: str = "") -> str:
+    """A sortable, unique run id: UTC time plus random suffix, e.g. ``20261123-231500-a1b2c3``."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}{stamp}-{secrets.token_hex(3)}"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables; another process creating them at the same moment is not an error."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+        except IntegrityError:  # PostgreSQL: a concurrent CREATE TABLE raced us on the type catalogue
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+@dataclass
+class Workspace:
+    """An open workspace. Create with :meth:`open`; dispose with :meth:`close`."""
+
+    root: Path
+    db_url: str
+    engine: Engine = field(repr=False)
+    _sessionmaker: sessionmaker = field(repr=False)
+
+    @classmethod
+    def open(cls, root: str | Path, db_url: str | None = None, *, create: bool = True) -> Workspace:
+        root = Path(root).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(f"workspace {root} exists and is not a folder")
+        if not root.exists():
+            if not create:
+                raise WorkspaceError(f"workspace {root} does not exist")
+            root.mkdir(parents=True)
+        for sub in ("cache", "models", "reports", "quarantine"):
+            (root / sub).mkdir(exist_ok=True)
+        url = db_url or f"sqlite:///{root / DB_FILENAME}"
+        try:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _create_tables(engine)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the URL, which the user can act on
+            raise WorkspaceError(f"cannot open catalogue database {url!r}: {exc}") from exc
+        return cls(root=root, db_url=url, engine=engine, _sessionmaker=sessionmaker(engine, expire_on_commit=False))
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    def session(self) -> Session:
+        """A new ORM session (caller closes it; prefer :meth:`transaction`)."""
+        return self._sessionmaker()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self._sessionmaker() as s, s.begin():
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

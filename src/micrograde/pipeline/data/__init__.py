@@ -1,0 +1,1 @@
+"""Training data: splits, balancing, augmentation, diversity, metrics."""

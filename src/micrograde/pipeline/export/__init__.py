@@ -1,0 +1,1 @@
+"""Selection files that RELION (STAR) and cryoSPARC (.cs/.csg) import."""

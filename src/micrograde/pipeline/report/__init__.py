@@ -1,0 +1,1 @@
+"""The assess report: page, galleries, sections, plots, out-of-distribution warnings, outputs."""

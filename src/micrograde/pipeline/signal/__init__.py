@@ -1,0 +1,1 @@
+"""Signal processing: Fourier crops, normalisation, power spectra, scores, measures, preprocessing."""

@@ -1,0 +1,1 @@
+"""The micrograph simulator: physics, parameters, label rules, writing collections."""

@@ -1,0 +1,176 @@
+"""Train on simulated, labelled sessions, evaluate on a held-out session, assess it and check the outputs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from micrograde.flows.cli.main import main
+from micrograde.pipeline.catalogue.cache import load_measures
+from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow
+from micrograde.pipeline.signal.measures import PHYSICAL_NAMES
+from micrograde.pipeline.catalogue.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+HELD_OUT = "falcon4i_cu_quantifoil"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prefect_harness):
+    """A workspace with three labelled sessions ingested, one unlabelled, and one model trained."""
+    from micrograde.flows.ingest import ingest_flow
+    from micrograde.flows.train import train_flow
+    from micrograde.labeling.store import import_labels
+    from micrograde.models.training.recipe import TrainConfig
+    from micrograde.models.training.run import TrainRunConfig
+    from micrograde.pipeline.sim.files import write_collection
+    from micrograde.pipeline.data.splits import SplitConfig
+
+    base = tmp_path_factory.mktemp("trained")
+    truth = write_collection(base / "sim", 96, seed=11)
+    root = base / "ws"
+    ingest_flow([str(base / "sim")], str(root))
+    labelled = truth[truth["session"] != HELD_OUT]
+    labels = base / "labels.csv"
+    labelled[["micrograph", "label"]].to_csv(labels, index=False)
+    with Workspace.open(root) as ws:
+        import_labels(ws, labels, "senior", "senior-scientist")
+    # the held-out session is the test set: train on two labelled sessions, validate on the third
+    cfg = TrainRunConfig(train=TrainConfig(epochs_head=8, epochs_finetune=6, batch_size=16, seed=0),
+                         split=SplitConfig(test_fraction=0.0))
+    outcome = train_flow(str(root), None, cfg, "pytest train")
+    return base, root, truth, outcome
+
+
+def test_model_is_registered_with_a_complete_card(trained):
+    _base, root, _truth, outcome = trained
+    card = json.loads((outcome.model_dir / "card.json").read_text())
+    assert card["backbone"]["name"] == "efficientnet_lite0" and card["weights"]["pretrained"] is True
+    assert card["classes"] == ["good", "medium", "bad"]
+    assert card["input"]["layout"] == "image,spectrum,image"
+    assert card["command_line"] == "pytest train" and card["training"]["data_digest"]
+    groups = card["training"]["groups"]
+    sides = [set(groups[s]) for s in ("train", "val", "test")]
+    assert all(a.isdisjoint(b) for i, a in enumerate(sides) for b in sides[i + 1:])
+    assert HELD_OUT not in set().union(*sides)
+    assert set(groups["test"]) == set()
+    assert len(card["history"]) >= 2 and {"train_loss", "val_loss"} <= set(card["history"][0])
+    assert {"temperature", "ece_before", "ece_after"} <= set(card["calibration"])
+    # the fusion stage ran and the card says which head grades, with the validation figures behind it
+    head = card["head"]
+    decided = head["validation"] if head["kind"] == "fusion" else head["fusion_rejected"]
+    assert {"network_alone_macro_f1", "fused_macro_f1"} <= set(decided)
+    assert (head["kind"] == "fusion") == (decided["fused_macro_f1"] >= decided["network_alone_macro_f1"])
+    with Workspace.open(root) as ws, ws.session() as s:
+        assert s.get(ModelRow, outcome.model_id) is not None
+        # ingest cached every score and measure the fused head reads, with finite values
+        key = s.execute(select(Micrograph.cache_key)).scalars().first()
+        cached = load_measures(ws.cache_dir, key)
+        assert tuple(cached) == PHYSICAL_NAMES
+        assert np.isfinite(cached["crystalline_area"]) and np.isfinite(cached["defocus_um"])
+
+
+def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path):
+    base, root, truth, outcome = trained
+    held = truth[truth["session"] == HELD_OUT]
+    star_in = tmp_path / "micrographs_ctf.star"
+    names = [f"MotionCorr/job002/{HELD_OUT}/{p.split('/')[-1][:-4]}_fractions.mrc" for p in held["micrograph"]]
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+                           "rlnMicrographPixelSize": [0.95], "rlnVoltage": [300.0]})
+    mics = pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": 1,
+                         "rlnDefocusU": np.linspace(10000, 20000, len(names)), "rlnCtfMaxResolution": 4.0})
+    starfile.write({"optics": optics, "micrographs": mics}, star_in)
+    result = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root),
+                                       "--star", str(star_in), "--include-medium"])
+    assert result.exit_code == 0, result.output
+    report_dir = root / "reports" / result.output.strip().splitlines()[-1].split("/")[-1]
+    assert (report_dir / "report.html").is_file()
+    pred = pd.read_csv(report_dir / "predictions.csv")
+    assert list(pred.columns[:6]) == ["micrograph", "label", "p_good", "p_medium", "p_bad", "confidence"]
+    assert len(pred) == len(held)
+    assert np.allclose(pred[["p_good", "p_medium", "p_bad"]].sum(axis=1), 1.0, atol=1e-5)
+    selected = starfile.read(report_dir / "selected.star")
+    chosen = {p.split("/")[-1] for p in pred.loc[pred["label"].isin(["good", "medium"]), "micrograph"]}
+    assert {n.split("/")[-1].replace("_fractions", "") for n in selected["micrographs"]["rlnMicrographName"]} == chosen
+    assert list(selected["micrographs"].columns) == list(mics.columns)
+    assert selected["optics"].equals(optics) or selected["optics"].to_dict() == optics.to_dict()
+    again = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root)])
+    assert again.exit_code == 0, again.output
+    second = pd.read_csv(root / "reports" / again.output.strip().splitlines()[-1].split("/")[-1] / "predictions.csv")
+    assert second.set_index("micrograph")["p_good"].equals(pred.set_index("micrograph")["p_good"])
+
+
+def test_fine_tuning_learns_on_the_held_out_session(trained):
+    _base, root, truth, outcome = trained
+    from micrograde.flows.train import evaluate_flow
+    from micrograde.labeling.store import import_labels
+
+    held = truth[truth["session"] == HELD_OUT]
+    labels = root.parent / "held_labels.csv"
+    held[["micrograph", "label"]].to_csv(labels, index=False)
+    with Workspace.open(root) as ws:
+        import_labels(ws, labels, "checker", "postdoc")
+    result = evaluate_flow(str(root), None, outcome.model_id, [HELD_OUT])
+    assert result["n"] == len(held)
+    # chance is 1/3 for three balanced classes
+    assert result["metrics"]["macro_f1"] > 0.5, result["metrics"]
+
+
+def test_bad_inputs_are_quarantined_and_listed_in_the_report(trained, tmp_path):
+    base, root, truth, _outcome = trained
+    src = tmp_path / "incoming"
+    src.mkdir()
+    good = sorted((base / "sim" / HELD_OUT).glob("*.mrc"))[:2]
+    for f in good:
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "empty_0001.mrc").write_bytes(b"")
+    (src / "notes_0002.mrc").write_text("exposure notes, not an image\n" * 10)
+    result = CliRunner().invoke(main, ["assess", str(src), "--workspace", str(root)])
+    assert result.exit_code == 0, result.output
+    report_dir = root / "reports" / result.output.strip().splitlines()[-1].split("/")[-1]
+    html = (report_dir / "report.html").read_text()
+    rejects = html[html.index('id="rejects"'):html.index('id="warnings"')]
+    assert "empty_0001.mrc" in rejects and "notes_0002.mrc" in rejects
+    assert 'data-reason="empty-file"' in rejects and 'data-reason="not-an-image"' in rejects
+    assert len(pd.read_csv(report_dir / "predictions.csv")) == len(good)
+    assert "2 rejected" in result.output
+
+
+def test_unknown_model_and_mismatched_card_are_clear_errors(trained):
+    import shutil
+
+    base, root, _truth, outcome = trained
+    sources = [str(base / "sim" / HELD_OUT), "--workspace", str(root)]
+    unknown = CliRunner().invoke(main, ["assess", *sources, "--model", "model-nope"])
+    assert unknown.exit_code == 1
+    assert "no model 'model-nope'" in unknown.output and outcome.model_id in unknown.output
+    bad_dir = root / "models" / "model-two-classes"
+    shutil.copytree(outcome.model_dir, bad_dir)
+    card = json.loads((bad_dir / "card.json").read_text())
+    card["classes"] = ["good", "bad"]
+    (bad_dir / "card.json").write_text(json.dumps(card))
+    with Workspace.open(root) as ws, ws.transaction() as s:
+        old = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)  # never the "latest" model
+        s.add(ModelRow(id="model-two-classes", path=str(bad_dir), backbone="efficientnet_lite0", card=card,
+                       created_at=old))
+    mismatch = CliRunner().invoke(main, ["assess", *sources, "--model", "model-two-classes"])
+    assert mismatch.exit_code == 1
+    assert "predicts classes ['good', 'bad']" in mismatch.output
+
+
+def test_labelled_table_order_does_not_depend_on_ingest_order(trained):
+    from micrograde.flows.train import labelled_table
+
+    _base, root, _truth, _outcome = trained
+    with Workspace.open(root) as ws:
+        table = labelled_table(ws)
+    ordered = table.sort_values(["session", "path", "frame"]).reset_index(drop=True)
+    assert table["id"].tolist() == ordered["id"].tolist()
