@@ -66,6 +66,10 @@ class PreprocessConfig(FrozenModel):
     clip_sigma: float = Field(4.0, gt=0, description="outlier clip (in robust sigma) before standardising")
     thumbnail_size: int = Field(512, ge=64, le=2048, description="side of the display thumbnail")
     voltage_kv: float = Field(300.0, gt=0, description="accelerating voltage (kV), for the defocus measure")
+    view_pixel_size: float = Field(8.0, gt=0, description="Angstrom per pixel of the cached whole-field view "
+                                   "(the grader's and the mask model's image: the same physical scale everywhere)")
+    view_max_side: int = Field(1024, ge=64, le=4096, description="longest side of the view; a larger field is "
+                               "Fourier-cropped further (its pixel size is recorded)")
 
     def digest(self) -> str:
         return config_digest(self)

@@ -168,6 +168,8 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
             radial=out.radial,
             radial_freq=out.radial_freq,
             image_pixel_size=np.float32(out.pixel_size),
+            view=out.view,
+            view_pixel_size=np.float32(out.view_pixel_size),
             measures=np.array([{**out.scores, **out.measures}[n] for n in PHYSICAL_NAMES], dtype=np.float32),
             measure_names=np.array(PHYSICAL_NAMES),
         )

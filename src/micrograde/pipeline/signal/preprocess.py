@@ -31,7 +31,7 @@ from micrograde.pipeline.signal.normalise import ConstantImageError, robust_norm
 from micrograde.pipeline.signal.scores import CONTRAST_LOWPASS_A, score_micrograph
 from micrograde.pipeline.signal.spectrum import power_spectrum
 
-__all__ = ["Preprocessed", "preprocess", "model_image_geometry", "HOT_PIXEL_SIGMA"]
+__all__ = ["Preprocessed", "preprocess", "model_image_geometry", "view_geometry", "HOT_PIXEL_SIGMA"]
 
 #: Full-resolution pixels further than this many robust sigmas from the median are clipped.
 HOT_PIXEL_SIGMA = 6.0
@@ -42,6 +42,8 @@ class Preprocessed:
     """What ingest caches and catalogues for one micrograph."""
 
     image: np.ndarray  # float32 (image_size, image_size), robust-normalised, at ``pixel_size``
+    view: np.ndarray  # float16, the whole field at ``view_pixel_size``, robust-normalised
+    view_pixel_size: float  # A/px of ``view``: cfg.view_pixel_size, or coarser (raw data or view_max_side)
     spectrum: np.ndarray  # float32 (spectrum_size, spectrum_size) = PowerSpectrum.image
     thumbnail: np.ndarray  # uint8, longest side <= thumbnail_size, aspect ratio kept
     radial: np.ndarray
@@ -72,6 +74,15 @@ def model_image_geometry(
         out = (cfg.image_size, out[1]) if h <= w else (out[0], cfg.image_size)
     actual = pixel_size * 0.5 * (h / out[0] + w / out[1])
     return out, float(actual)
+
+
+def view_geometry(shape: tuple[int, int], pixel_size: float, cfg: PreprocessConfig) -> tuple[tuple[int, int], float]:
+    """(shape, pixel size) of the whole-field view: ``cfg.view_pixel_size`` (never finer than the raw
+    data), further cropped so that the longest side is at most ``cfg.view_max_side``."""
+    h, w = shape
+    target = max(cfg.view_pixel_size, pixel_size, pixel_size * max(h, w) / cfg.view_max_side)
+    out = (min(h, max(1, int(round(h * pixel_size / target)))), min(w, max(1, int(round(w * pixel_size / target)))))
+    return out, float(pixel_size * 0.5 * (h / out[0] + w / out[1]))
 
 
 def _thumbnail_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
@@ -129,7 +140,8 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dos
         min(n, max(1, int(round(n * pixel_size / lowpass_ps)))) if pixel_size < lowpass_ps else n
         for n in full.shape
     )
-    inter_shape = tuple(max(s) for s in zip(model_shape, thumb_shape, lowpass_shape, strict=True))
+    view_shape, view_ps = view_geometry(full.shape, pixel_size, cfg)
+    inter_shape = tuple(max(s) for s in zip(model_shape, thumb_shape, lowpass_shape, view_shape, strict=True))
     inter = fourier_crop(full, inter_shape)
     inter_ps = pixel_size * 0.5 * (full.shape[0] / inter_shape[0] + full.shape[1] / inter_shape[1])
 
@@ -144,9 +156,15 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dos
         model = np.zeros(model.shape, np.float32)  # a featureless centre of a non-constant image
     image = _pad_square(model, cfg.image_size)
     thumbnail = to_uint8(fourier_crop(inter, thumb_shape))
+    try:
+        view = robust_normalise(fourier_crop(inter, view_shape), cfg.clip_sigma)
+    except ConstantImageError:
+        view = np.zeros(view_shape, np.float32)
 
     return Preprocessed(
         image=np.ascontiguousarray(image, dtype=np.float32),
+        view=view.astype(np.float16),
+        view_pixel_size=view_ps,
         spectrum=spec.image,
         thumbnail=thumbnail,
         radial=spec.radial,

@@ -1,0 +1,100 @@
+"""The grader's inputs for a set of cached micrographs, as named blocks of columns.
+
+Blocks (each a float32 matrix, one row per micrograph, NaN where a value is not defined):
+
+- ``level`` and ``ripple``: the spectrum profile on a fixed 1/A grid
+  (:func:`micrograde.pipeline.signal.profile.spectrum_profile`), from the cached rotational average
+  of the full-resolution power spectrum;
+- ``scores``: the five interpretable scores (ice ring, Thon-ring reach, anisotropy, contrast,
+  dark fraction);
+- ``measures``: every other physical quantity cached with the micrograph (crystalline area,
+  transmission, carbon area, directional power, defocus...);
+- ``embedding``: frozen pretrained image features (:mod:`.embedding`), when an embedding store is
+  given.
+
+Cache entries are opened lazily: only the small arrays a block needs are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from micrograde.pipeline.catalogue.cache import CacheMissError, cache_path
+from micrograde.pipeline.signal.profile import profile_names, spectrum_profile
+from micrograde.pipeline.signal.scores import SCORE_COLUMNS
+
+__all__ = ["BLOCKS", "Features", "load_features"]
+
+#: Every block a head may read.
+BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "embedding")
+
+
+@dataclass
+class Features:
+    """Named blocks of per-micrograph columns (rows in the order of ``keys``)."""
+
+    keys: list[str]
+    blocks: dict[str, np.ndarray]
+    names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def take(self, rows: np.ndarray) -> Features:
+        """The same blocks for a subset of rows."""
+        return Features([self.keys[i] for i in rows], {b: m[rows] for b, m in self.blocks.items()}, self.names)
+
+    def matrix(self, blocks: Sequence[str]) -> np.ndarray:
+        missing = [b for b in blocks if b not in self.blocks]
+        if missing:
+            raise KeyError(f"feature block(s) {', '.join(missing)} not loaded")
+        return np.hstack([self.blocks[b] for b in blocks]).astype(np.float32, copy=False)
+
+
+def _physical(npz, measure_names: Sequence[str] | None) -> dict[str, float]:
+    if "measures" not in npz or "measure_names" not in npz:
+        return {}
+    return {str(n): float(v) for n, v in zip(npz["measure_names"], npz["measures"], strict=True)}
+
+
+def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, measure_names: Sequence[str] | None = None,
+                  progress: bool = False) -> Features:
+    """The feature blocks of cache entries ``keys``.
+
+    ``embeddings``: an :class:`~.embedding.EmbeddingStore` (missing vectors are computed first), or
+    ``None`` for no ``embedding`` block. ``measure_names``: the ``measures`` columns (default: every
+    non-score quantity of the first entry, in its order); a name an entry lacks is NaN.
+    """
+    keys = [str(k) for k in keys]
+    profiles, physical = [], []
+    for key in keys:
+        path = cache_path(Path(cache_dir), key)
+        try:
+            with np.load(path) as npz:
+                profiles.append(spectrum_profile(npz["radial"], npz["radial_freq"]))
+                physical.append(_physical(npz, measure_names))
+        except FileNotFoundError as exc:
+            raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc
+    if measure_names is None:
+        measure_names = [n for n in (physical[0] if physical else {}) if n not in SCORE_COLUMNS]
+    n_prof = len(profile_names()) // 2
+    prof = np.array(profiles, dtype=np.float32).reshape(len(keys), 2 * n_prof)
+    table = {name: np.array([p.get(name, np.nan) for p in physical], dtype=np.float32)
+             for name in (*SCORE_COLUMNS, *measure_names)}
+    names = {"level": profile_names()[:n_prof], "ripple": profile_names()[n_prof:], "scores": tuple(SCORE_COLUMNS),
+             "measures": tuple(measure_names)}
+    blocks = {
+        "level": prof[:, :n_prof],
+        "ripple": prof[:, n_prof:],
+        "scores": np.stack([table[n] for n in SCORE_COLUMNS], axis=1) if keys else np.zeros((0, len(SCORE_COLUMNS))),
+        "measures": (np.stack([table[n] for n in measure_names], axis=1) if keys and measure_names
+                     else np.zeros((len(keys), len(measure_names)), np.float32)),
+    }
+    if embeddings is not None:
+        blocks["embedding"] = embeddings.load(keys, progress=progress)
+        names["embedding"] = tuple(f"embedding_{i}" for i in range(blocks["embedding"].shape[1]))
+    return Features(keys, {b: np.asarray(m, dtype=np.float32) for b, m in blocks.items()}, names)

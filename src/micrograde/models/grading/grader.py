@@ -1,0 +1,172 @@
+"""A trained grader on disk and in memory: heads saved without pickle, loaded once per run.
+
+``WORKSPACE/models/<id>/`` holds ``card.json`` (the model card), ``heads.skops`` (the fitted
+scikit-learn heads, written with skops: no pickle, so a model folder received from elsewhere
+cannot run code when loaded) and ``training.csv`` (cache key, label and session of every
+micrograph the shipped head was fitted on). The card names every file with its SHA-256; a file
+that does not match, a file name that leaves the model folder, or a skops file holding types
+other than scikit-learn's own are refused with :class:`GraderFileError`.
+
+:class:`Grader` loads a model folder once and gives calibrated probabilities for cache keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import skops.io as sio
+
+from micrograde.models.grading.embedding import EmbedderConfig, EmbeddingStore
+from micrograde.models.grading.features import load_features
+from micrograde.models.grading.heads import FittedHead, needs_embedding
+from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.io.atomic import atomic_write_bytes
+
+__all__ = ["HEADS_FILE", "TRAINING_FILE", "GraderFileError", "save_heads", "load_heads", "model_file",
+           "apply_temperature_to_probs", "Grader"]
+
+HEADS_FILE = "heads.skops"
+TRAINING_FILE = "training.csv"
+#: The only non-default types a heads file may hold (skops trusts numpy and scikit-learn's estimators).
+_TRUSTED = ("sklearn.tree._tree.Tree",)
+_EPS = 1e-6
+
+
+class GraderFileError(ValueError):
+    """A grader's file is missing, altered, outside its folder, or holds types that are not trusted."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_file(model_dir: Path, entry: Mapping) -> tuple[Path, bytes]:
+    """The bytes of the file a card ``entry`` ({"file", "sha256"}) names, checked: inside ``model_dir``
+    and matching its digest."""
+    model_dir = Path(model_dir).resolve()
+    name = str(entry.get("file", ""))
+    path = (model_dir / name).resolve()
+    if not name or path.parent != model_dir:
+        raise GraderFileError(f"model {model_dir.name}: the card names {name!r}, which is not a file of the model folder")
+    if not path.is_file():
+        raise GraderFileError(f"model {model_dir.name}: {name} is missing")
+    data = path.read_bytes()
+    if _sha256(data) != entry.get("sha256"):
+        raise GraderFileError(f"model {model_dir.name}: {name} does not match the SHA-256 its card names "
+                              "(altered or replaced); refusing to load it")
+    return path, data
+
+
+def save_heads(model_dir: Path, heads: Mapping[str, FittedHead]) -> dict:
+    """Write ``heads.skops`` atomically; returns its card entry ``{"file", "sha256"}``."""
+    payload = {name: {"name": h.name, "classes": h.classes, "keep": h.keep, "forest": h.forest,
+                      "linear": h.linear, "pca": h.pca} for name, h in heads.items()}
+    data = sio.dumps(payload)
+    atomic_write_bytes(Path(model_dir) / HEADS_FILE, data)
+    return {"file": HEADS_FILE, "sha256": _sha256(data)}
+
+
+def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
+    """Load the heads a card entry names (digest, folder and types checked)."""
+    _path, data = model_file(model_dir, entry)
+    untrusted = set(sio.get_untrusted_types(data=data))
+    if not untrusted <= set(_TRUSTED):
+        raise GraderFileError(f"model {Path(model_dir).name}: {HEADS_FILE} holds types micrograde does not trust: "
+                              f"{', '.join(sorted(untrusted - set(_TRUSTED)))}")
+    payload = sio.loads(data, trusted=sorted(untrusted))
+    return {name: FittedHead(d["name"], np.asarray(d["classes"]), np.asarray(d["keep"], dtype=bool), d["forest"],
+                             d["linear"], d["pca"]) for name, d in payload.items()}
+
+
+def apply_temperature_to_probs(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities sharpened or softened by ``temperature``: softmax(log p / T)."""
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0)) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Grader:
+    """A trained grader (``card["kind"] == "grader"``) loaded once for a run."""
+
+    model_dir: Path
+    device: str = "cpu"
+    card: dict = field(init=False, repr=False)
+    heads: dict[str, FittedHead] = field(init=False, repr=False)
+    _embedder: object = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        from micrograde.models.checkpoint import read_card
+
+        self.model_dir = Path(self.model_dir)
+        self.card = read_card(self.model_dir)
+        if self.card.get("kind") != "grader":
+            raise GraderFileError(f"{self.model_dir} is not a grader model folder")
+        files = self.card.get("files", {})
+        self.heads = load_heads(self.model_dir, files["heads"]) if "heads" in files else {}
+        if self.head not in self.heads and self.head != "finetune":
+            raise GraderFileError(f"model {self.model_id}: its card names head {self.head!r}, which is not saved")
+
+    @property
+    def model_id(self) -> str:
+        return str(self.card.get("id", self.model_dir.name))
+
+    @property
+    def head(self) -> str:
+        return str(self.card["head"]["kind"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("calibration", {}).get("temperature", 1.0))
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        from micrograde.models.infer import check_thresholds
+
+        return check_thresholds(self.card.get("thresholds"))
+
+    @property
+    def measure_names(self) -> tuple[str, ...]:
+        return tuple(self.card["input"]["measures"])
+
+    def embeddings(self, cache_dir: Path) -> EmbeddingStore | None:
+        """The embedding store this grader reads (the backbone is loaded on first use only)."""
+        if not needs_embedding([self.head]):
+            return None
+        if self._embedder is None:
+            from micrograde.models.grading.embedding import Embedder
+
+            self._embedder = Embedder(EmbedderConfig(**self.card["input"]["embedder"]), device=self.device)
+            expected = self.card["input"].get("embedder_id")
+            if expected and self._embedder.id != expected:
+                raise GraderFileError(f"model {self.model_id} was trained on embedder {expected}, but these "
+                                      f"weights give {self._embedder.id}: the backbone's weights file differs")
+        return EmbeddingStore(Path(cache_dir), self._embedder)
+
+    def predict(self, cache_keys: Sequence[str], *, cache_dir: Path, progress: bool = False, **_ignored) -> np.ndarray:
+        """Calibrated probabilities (N, 3) in LABELS order for cached micrographs."""
+        keys = [str(k) for k in cache_keys]
+        if not keys:
+            return np.zeros((0, len(LABELS)))
+        if self.head == "finetune":
+            from micrograde.models.grading.finetune import NETWORK_DIR, network_probs
+
+            return apply_temperature_to_probs(network_probs(self.model_dir / NETWORK_DIR, keys, Path(cache_dir)),
+                                              self.temperature)
+        feats = load_features(keys, cache_dir, embeddings=self.embeddings(cache_dir),
+                              measure_names=self.measure_names, progress=progress)
+        return apply_temperature_to_probs(self.heads[self.head].predict_proba(feats), self.temperature)
+
+
+def read_training_rows(model_dir: Path, card: Mapping):
+    """The training table (cache_key, label, session) the card names, checked."""
+    import pandas as pd
+
+    _path, data = model_file(model_dir, card["files"]["training"])
+    return pd.read_csv(io.BytesIO(data), dtype=str)

@@ -1,0 +1,125 @@
+"""Cross-validation for the regime facilities live in: 20-500 labels, 1-6 sessions, unbalanced classes.
+
+Folds (:func:`make_folds`):
+
+- three or more labelled sessions: leave one session out; each session is held out once, so every
+  out-of-fold prediction is for a session the head never saw (as a new grid will be);
+- one or two sessions: stratified K-fold over micrographs, stratified by session and label together
+  (each fold holds a share of every session and class); K = 5, fewer with fewer than 20 labels.
+  The note says that these figures are for new micrographs of the SAME sessions.
+
+Every candidate head (:mod:`.heads`) is fitted in every fold; its out-of-fold (OOF) probabilities
+are pooled over the folds and summarised (:func:`summarise`): macro-F1, accuracy, per-class recall
+and precision, the confusion matrix, expected calibration error, log-loss, per session. The head
+with the best OOF macro-F1 is chosen (:func:`choose`; ties go to the simpler head). The choice, the
+temperature and every figure come from OOF predictions only; the shipped head is then refitted on
+every label.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+
+from micrograde.models.grading.features import Features
+from micrograde.models.grading.heads import HEADS, fit_head
+from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.data.metrics import classification_metrics, expected_calibration_error
+
+__all__ = ["Folds", "make_folds", "cross_validate", "summarise", "choose", "MAX_FOLDS"]
+
+MAX_FOLDS = 5
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Folds:
+    protocol: str  # "leave-one-session-out" | "stratified-k-fold"
+    note: str
+    splits: tuple[tuple[np.ndarray, np.ndarray], ...]  # (train rows, held-out rows)
+    group_by: str
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+
+def make_folds(groups: Sequence, y: Sequence[int], *, group_by: str = "session", seed: int = 0) -> Folds:
+    """Folds for ``y`` (class indices) grouped by ``groups`` (see the module docstring)."""
+    groups = np.asarray([str(g) for g in groups], dtype=object)
+    y = np.asarray(y, dtype=np.int64)
+    names = sorted(set(groups))
+    if len(names) >= 3:
+        splits = tuple((np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in names)
+        note = (f"{len(names)} labelled {group_by}s: each {group_by} is held out once (leave-one-{group_by}-out); "
+                "every choice was made from the out-of-fold predictions")
+        return Folds("leave-one-session-out", note, splits, group_by)
+    k = int(max(2, min(MAX_FOLDS, len(y) // 4)))
+    strata = np.array([f"{g}|{label}" for g, label in zip(groups, y, strict=True)])
+    with warnings.catch_warnings():  # a stratum smaller than k only makes that stratum uneven
+        warnings.simplefilter("ignore", UserWarning)
+        splits = tuple((tr, te) for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(y, strata))
+    what = f"only {len(names)} labelled {group_by}" + ("s" if len(names) > 1 else "")
+    note = (f"{what}: stratified {k}-fold cross-validation within the {group_by}"
+            f"{'s' if len(names) > 1 else ''} (by {group_by} and label); the figures are for new micrographs of "
+            f"the same {group_by}{'s' if len(names) > 1 else ''}, a new {group_by} may differ")
+    return Folds("stratified-k-fold", note, splits, group_by)
+
+
+def cross_validate(feats: Features, y: np.ndarray, folds: Folds, heads: Sequence[str], *, seed: int = 0,
+                   on_fold: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Out-of-fold probabilities (N, 3) of every head in ``heads``."""
+    y = np.asarray(y, dtype=np.int64)
+    oof = {name: np.full((len(y), len(LABELS)), np.nan) for name in heads}
+    for i, (train, held) in enumerate(folds.splits):
+        part, rest = feats.take(train), feats.take(held)
+        for name in heads:
+            oof[name][held] = fit_head(name, part, y[train], seed=seed).predict_proba(rest)
+        if on_fold is not None:
+            on_fold(i + 1, len(folds))
+    return oof
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    q = np.clip(p, _EPS, 1.0)
+    return float(log_loss(y, q / q.sum(axis=1, keepdims=True), labels=list(range(len(LABELS)))))
+
+
+def summarise(y: np.ndarray, probs: np.ndarray, groups: Sequence | None = None) -> dict:
+    """OOF figures of one head (plain JSON): macro-F1, accuracy, balanced accuracy, ECE, log-loss,
+    per-class recall and precision, confusion matrix (rows = label, columns = predicted), per session."""
+    y = np.asarray(y, dtype=np.int64)
+    pred = probs.argmax(axis=1)
+    m = classification_metrics(y, pred)
+    out = {
+        "labels": list(LABELS),
+        "n": int(len(y)),
+        "macro_f1": m["macro_f1"],
+        "accuracy": m["accuracy"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "ece": expected_calibration_error(probs, y),
+        "log_loss": _log_loss(y, probs),
+        "recall": {c: m["per_class"][c]["recall"] if m["per_class"][c]["support"] else None for c in LABELS},
+        "precision": {c: m["per_class"][c]["precision"] for c in LABELS},
+        "confusion_matrix": m["confusion_matrix"],
+    }
+    if groups is not None:
+        groups = np.asarray([str(g) for g in groups], dtype=object)
+        per = []
+        for g in sorted(set(groups)):
+            rows = groups == g
+            mg = classification_metrics(y[rows], pred[rows])
+            per.append({"session": g, "n": int(rows.sum()), "macro_f1": mg["macro_f1"], "accuracy": mg["accuracy"]})
+        out["per_session"] = per
+    return out
+
+
+def choose(summaries: dict[str, dict]) -> str:
+    """The head with the best OOF macro-F1 (to 3 decimals); ties: lower log-loss, then registry order."""
+    order = list(HEADS)
+    return min(summaries, key=lambda n: (-round(summaries[n]["macro_f1"] or 0.0, 3), round(summaries[n]["log_loss"], 3),
+                                         order.index(n)))

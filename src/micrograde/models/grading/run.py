@@ -1,0 +1,285 @@
+"""One training run of the grader: cross-validate every candidate head, choose from the out-of-fold
+predictions, refit the chosen head on every label, calibrate, and save the model with its card.
+
+The flow (``flows/train.py``) gathers the labelled table (catalogue rows with consensus labels) and
+calls :func:`train_grader`; this function reads the cache and writes only the new model folder.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
+from micrograde.models.grading.features import load_features
+from micrograde.models.grading.grader import HEADS_FILE, TRAINING_FILE, apply_temperature_to_probs, save_heads
+from micrograde.models.grading.heads import BASELINE, HEADS, fit_head, needs_embedding
+from micrograde.models.grading.protocol import choose, cross_validate, make_folds, summarise
+from micrograde.pipeline.config import LABELS, FrozenModel, PreprocessConfig
+from micrograde.pipeline.data.diversity import diversity_lines, diversity_table, score_ranges
+from micrograde.pipeline.io.atomic import atomic_write_bytes, atomic_write_text
+from micrograde.pipeline.io.digest import digest_of
+
+__all__ = ["GraderConfig", "GraderOutcome", "TrainDataError", "train_grader", "MIN_LABELLED", "MIN_PER_CLASS",
+           "MIN_FOR_CHOICE"]
+
+MIN_LABELLED = 9  # below this nothing is trained
+MIN_PER_CLASS = 5  # below this a class is reported as unreliable
+MIN_FOR_CHOICE = 20  # below this no head is chosen by cross-validation: the baseline ships
+
+
+class TrainDataError(ValueError):
+    """The labelled data cannot train a model (too few labels, one class, mixed preprocessing...)."""
+
+
+class GraderConfig(FrozenModel):
+    """Everything a grader training run depends on (recorded in the model card)."""
+
+    heads: tuple[str, ...] = Field(tuple(HEADS), description="candidate heads (cross-validation chooses)")
+    embedder: EmbedderConfig = EmbedderConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    group_by: str = Field("session", description="catalogue column the folds keep whole")
+    finetune: Literal["auto", "never", "cv"] = Field(
+        "auto", description="fine-tuning candidate: cv = evaluate it in the same folds (slow on CPU); auto = only "
+        "when a CUDA device is present; never")
+    thresholds: dict[str, float] | None = None
+    include_disputed: bool = True
+    seed: int = 0
+
+
+@dataclass
+class GraderOutcome:
+    model_id: str
+    model_dir: Path
+    card: dict
+    metrics: dict  # the chosen head's out-of-fold figures
+    warnings: list[str]
+    lines: list[str]
+
+
+def _check(table: pd.DataFrame, cfg: GraderConfig) -> pd.DataFrame:
+    for col in ("cache_key", "label", cfg.group_by):
+        if col not in table.columns:
+            raise TrainDataError(f"the labelled table has no {col!r} column")
+    if not cfg.include_disputed and "disputed" in table:
+        table = table[~table["disputed"].astype(bool)]
+    if "preprocess_key" in table:
+        stale = table[table["preprocess_key"] != cfg.preprocess.digest()]
+        if len(stale):
+            raise TrainDataError(f"{len(stale)} labelled micrographs were preprocessed with other parameters; re-run "
+                                 "`micrograde ingest` on them with the current parameters")
+    unknown = sorted(set(table["label"]) - set(LABELS))
+    if unknown:
+        raise TrainDataError(f"unknown labels {unknown}; labels are {', '.join(LABELS)}")
+    if len(table) < MIN_LABELLED:
+        raise TrainDataError(f"only {len(table)} labelled micrographs: label at least {MIN_LABELLED} to train")
+    if table["label"].nunique() < 2:
+        raise TrainDataError(f"every labelled micrograph is {table['label'].iloc[0]!r}: label at least two classes")
+    return table.reset_index(drop=True)
+
+
+def _class_warnings(counts: dict[str, int]) -> list[str]:
+    out = []
+    for label, n in counts.items():
+        if n == 0:
+            out.append(f"no {label!r} labels: this model never grades a micrograph {label}; label some to change that")
+        elif n < MIN_PER_CLASS:
+            out.append(f"only {n} {label!r} label{'s' if n > 1 else ''} (fewer than {MIN_PER_CLASS}): grades of "
+                       f"{label} are unreliable; label more {label} micrographs")
+    return out
+
+
+def _candidates(cfg: GraderConfig, n: int) -> tuple[list[str], dict[str, str]]:
+    """Heads to cross-validate, and those skipped with the reason."""
+    unknown = [h for h in cfg.heads if h not in HEADS]
+    if unknown:
+        raise TrainDataError(f"unknown head(s) {', '.join(unknown)}; heads are {', '.join(HEADS)}")
+    heads = [BASELINE, *[h for h in cfg.heads if h != BASELINE]]
+    skipped: dict[str, str] = {}
+    if n < MIN_FOR_CHOICE:
+        for h in heads[1:]:
+            skipped[h] = f"not evaluated: {n} labels are too few to choose between heads (fewer than {MIN_FOR_CHOICE})"
+        heads = [BASELINE]
+    if cfg.finetune == "never":
+        skipped["finetune"] = "not evaluated: --finetune never"
+    else:
+        from micrograde.models.grading.finetune import finetune_available
+
+        reason = finetune_available(cfg.finetune)
+        if reason:
+            skipped["finetune"] = reason
+        else:
+            heads.append("finetune")
+    return heads, skipped
+
+
+def train_grader(
+    table: pd.DataFrame,
+    cache_dir: Path,
+    model_dir: Path,
+    cfg: GraderConfig | None = None,
+    *,
+    model_id: str,
+    command_line: str | Sequence[str] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda _line: None,
+) -> GraderOutcome:
+    """Cross-validate, choose, refit on every label and save; see the module docstring."""
+    cfg = cfg or GraderConfig()
+    table = _check(table, cfg)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        log(line)
+
+    y = np.array([LABELS.index(v) for v in table["label"]], dtype=np.int64)
+    groups = table[cfg.group_by].fillna("(missing)").astype(str).to_numpy()
+    counts = {label: int((y == i).sum()) for i, label in enumerate(LABELS)}
+    warnings = _class_warnings(counts)
+    heads, skipped = _candidates(cfg, len(table))
+    for w in warnings:
+        say(f"WARNING: {w}")
+    say(f"{len(table)} labelled micrographs ({', '.join(f'{k} {v}' for k, v in counts.items())}) "
+        f"in {len(set(groups))} {cfg.group_by}(s)")
+
+    embedder = Embedder(cfg.embedder) if needs_embedding(heads) else None
+    store = EmbeddingStore(Path(cache_dir), embedder) if embedder is not None else None
+    feats = load_features(list(table["cache_key"]), Path(cache_dir), embeddings=store, progress=progress)
+    folds = make_folds(groups, y, group_by=cfg.group_by, seed=cfg.seed)
+    say(folds.note)
+    sklearn_heads = [h for h in heads if h in HEADS]
+    oof = cross_validate(feats, y, folds, sklearn_heads, seed=cfg.seed,
+                         on_fold=lambda i, n: say(f"cross-validation: fold {i}/{n} done"))
+    if "finetune" in heads:
+        from micrograde.models.grading.finetune import finetune_oof
+
+        oof["finetune"] = finetune_oof(table, Path(cache_dir), y, folds, cfg, progress=progress, log=say)
+    summaries = {h: summarise(y, oof[h], groups) for h in heads}
+    chosen = choose(summaries)
+    for h in heads:
+        s = summaries[h]
+        mark = " <- chosen" if h == chosen else (" (baseline)" if h == BASELINE else "")
+        say(f"  {h:10s} out-of-fold macro-F1 {s['macro_f1']:.3f}  accuracy {s['accuracy']:.3f}  "
+            f"log-loss {s['log_loss']:.3f}{mark}")
+    for h, why in skipped.items():
+        say(f"  {h:10s} {why}")
+
+    from micrograde.models.calibration import calibration_summary
+
+    log_p = np.log(np.clip(oof[chosen], 1e-6, 1.0))
+    calibration = calibration_summary(log_p, y) | {"fitted_on": "out-of-fold predictions of the chosen head"}
+    temperature = float(calibration["temperature"])
+    evaluation = _evaluation(folds, table, y, groups, counts, oof, summaries, heads, skipped, chosen, temperature,
+                             warnings)
+    oof_fig = evaluation["oof"]
+    say(f"out-of-fold estimate ({chosen}): macro-F1 {oof_fig['macro_f1']:.3f}, accuracy {oof_fig['accuracy']:.3f}, "
+        f"ECE {oof_fig['ece']:.3f} on {len(table)} labels; baseline macro-F1 "
+        f"{evaluation['baseline_oof']['macro_f1']:.3f}")
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if chosen == "finetune":
+        from micrograde.models.grading.finetune import finetune_refit
+
+        files = finetune_refit(table, Path(cache_dir), y, model_dir, cfg, progress=progress, log=say)
+        final = {}
+    else:
+        final = {chosen: fit_head(chosen, feats, y, seed=cfg.seed)}
+        files = {"heads": save_heads(model_dir, final)}
+    training_csv = table[["cache_key", "label", cfg.group_by]].to_csv(index=False).encode()
+    atomic_write_bytes(model_dir / TRAINING_FILE, training_csv)
+    import hashlib
+
+    files["training"] = {"file": TRAINING_FILE, "sha256": hashlib.sha256(training_csv).hexdigest()}
+    card = _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, embedder, feats,
+                 command_line, warnings)
+    import json
+
+    atomic_write_text(model_dir / "card.json", json.dumps(card, indent=2, allow_nan=False) + "\n")
+    for line in diversity_lines(diversity_table(table)):
+        say(line)
+    return GraderOutcome(model_id, model_dir, card, oof_fig, warnings, lines)
+
+
+def _evaluation(folds, table, y, groups, counts, oof, summaries, heads, skipped, chosen, temperature, warnings) -> dict:
+    calibrated = apply_temperature_to_probs(oof[chosen], temperature)
+    return {
+        "protocol": folds.protocol,
+        "protocol_note": folds.note,
+        "group_by": folds.group_by,
+        "n_folds": len(folds),
+        "n_labelled": int(len(table)),
+        "class_counts": counts,
+        "chosen": chosen,
+        "baseline": BASELINE,
+        "candidates": [
+            {"name": h, "description": HEADS[h].description if h in HEADS else "fine-tuned network",
+             **({k: summaries[h][k] for k in ("macro_f1", "accuracy", "balanced_accuracy", "ece", "log_loss")}
+                if h in summaries else dict.fromkeys(("macro_f1", "accuracy", "balanced_accuracy", "ece", "log_loss"))),
+             "skipped": skipped.get(h)}
+            for h in [*heads, *[s for s in skipped if s not in heads]]
+        ],
+        "oof": summarise(y, calibrated, groups),
+        "baseline_oof": summaries[BASELINE],
+        "temperature": temperature,
+        "warnings": list(warnings),
+    }
+
+
+def _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, embedder, feats, command_line,
+          warnings) -> dict:
+    from micrograde.models.checkpoint import _jsonable, versions
+
+    weights = embedder.weights.to_dict() if embedder is not None else None
+    return _jsonable({
+        "schema": 2,
+        "kind": "grader",
+        "id": model_id,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "micrograde_version": versions()["micrograde"],
+        "command_line": command_line,
+        "classes": list(LABELS),
+        "backbone": {"name": cfg.embedder.backbone},
+        "weights": weights,
+        "input": {
+            "preprocess": cfg.preprocess.model_dump() | {"preprocess_key": cfg.preprocess.digest()},
+            "target_pixel_size": cfg.preprocess.target_pixel_size,
+            "layout": "views",
+            "size": cfg.embedder.input_size,
+            "embedder": cfg.embedder.model_dump(),
+            "embedder_id": embedder.id if embedder is not None else None,
+            "measures": list(feats.names["measures"]),
+        },
+        "head": {"kind": chosen, "description": evaluation["candidates"][[c["name"] for c in evaluation["candidates"]]
+                                                                         .index(chosen)]["description"],
+                 "blocks": list(HEADS[chosen].blocks) if chosen in HEADS else ["views"]},
+        "evaluation": evaluation,
+        "metrics": evaluation["oof"],
+        "calibration": calibration,
+        "training": {
+            "n_labelled": int(len(table)),
+            "n_fitted": int(len(table)),
+            "class_counts": counts,
+            "group_by": cfg.group_by,
+            "groups": sorted(map(str, table[cfg.group_by].dropna().unique())),
+            "data_digest": digest_of(f"{k}:{lab}" for k, lab in sorted(zip(table["cache_key"], table["label"],
+                                                                           strict=True))),
+            "diversity": diversity_table(table).to_dict("records"),
+            "score_ranges": score_ranges(table),
+            "evaluated_on": f"out-of-fold predictions ({evaluation['protocol']})",
+        },
+        "train_config": cfg.model_dump(mode="json"),
+        "thresholds": cfg.thresholds or {},
+        "warnings": warnings,
+        "versions": versions(),
+        "files": files,
+    })
