@@ -129,8 +129,9 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
     configure_prefect()
     from prefect import flow
 
-    from micrograde.flows.ingest import run_ingest, workspace_for
-    from micrograde.flows.train import run_train
+    from micrograde.flows.context import RunContext
+    from micrograde.flows.ingest import ingest_flow
+    from micrograde.flows.train import train_flow
     from micrograde.labeling.store import import_labels
     from micrograde.models.training.recipe import TrainConfig
     from micrograde.models.training.run import TrainRunConfig
@@ -142,19 +143,19 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
 
     @flow(name="bench-assess-setup", validate_parameters=False)
     def setup() -> str:
-        ws_root = str(base / "ws")
+        ctx = RunContext(root=base / "ws", command="bench_assess setup", progress=True)
         truth = write_collection(base / "sim", train_n, seed=seed, balance=True, progress=True)
         truth = truth.assign(micrograph=[str((base / "sim" / m).resolve()) for m in truth["micrograph"]])
         folders = sorted({str(Path(m).parent) for m in truth["micrograph"]})
-        summary = run_ingest(folders, ws_root, None, IngestConfig(), "bench_assess", True)
+        summary = ingest_flow(folders, ctx, IngestConfig())
         if summary.rejected:
             raise BenchError(f"{summary.rejected} simulated micrographs were rejected by ingest")
         csv = base / "labels.csv"
         atomic_write_text(csv, truth[["micrograph", "label"]].to_csv(index=False))
-        import_labels(workspace_for(ws_root, None), csv, "bench-truth", "senior-scientist")
+        import_labels(ctx.workspace(), csv, "bench-truth", "senior-scientist")
         cfg = TrainRunConfig(train=TrainConfig(epochs_head=epochs_head, epochs_finetune=epochs_finetune, seed=seed),
                              min_per_class=3)
-        return run_train(ws_root, None, cfg, "bench_assess setup", True).model_id
+        return train_flow(ctx, cfg).model_id
 
     return setup()
 

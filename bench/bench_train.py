@@ -122,8 +122,9 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict:
     import torch
     from prefect import flow
 
-    from micrograde.flows.ingest import run_ingest, workspace_for
-    from micrograde.flows.runners import make_task_runner
+    from micrograde.flows.context import RunContext
+    from micrograde.flows.ingest import ingest_flow
+    from micrograde.flows.runners import make_task_runner, subflow
     from micrograde.flows.train import evaluate_flow, train_flow
     from micrograde.labeling.store import import_labels
     from micrograde.models.batch_predict import predict_cached, prediction_cache_path
@@ -138,8 +139,8 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict:
     @flow(name="bench-train", validate_parameters=False, task_runner=make_task_runner(threads=args.workers))
     def bench_flow() -> dict:
         seconds: dict[str, float] = {}
-        ws_root = str(root / "ws")
-        ws = workspace_for(ws_root, None)
+        ctx = RunContext(root=root / "ws", command="bench_train", progress=True)
+        ws = ctx.workspace()
 
         step(1, f"simulating {args.n} training + {args.n_held_out} held-out ({args.held_out}) micrographs")
         t = time.perf_counter()
@@ -148,7 +149,7 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict:
 
         step(2, f"ingesting {len(folders)} sessions")
         t = time.perf_counter()
-        summary = run_ingest(folders, ws_root, None, IngestConfig(), "bench_train", True)
+        summary = subflow(ingest_flow)(folders, ctx, IngestConfig())
         seconds["ingest"] = time.perf_counter() - t
         print(f"      ingested {summary.ingested}, already present {summary.skipped}, rejected {summary.rejected}")
         if summary.rejected:
@@ -161,14 +162,14 @@ def run_benchmark(root: Path, args: argparse.Namespace) -> dict:
         step(4, f"fine-tuning (default recipe: {cfg.train.backbone}, {cfg.train.epochs_head} + "
                 f"{cfg.train.epochs_finetune} epochs, torch threads {torch.get_num_threads()})")
         t = time.perf_counter()
-        outcome = train_flow(ws_root, None, cfg, "bench_train", True)
+        outcome = train_flow(ctx, cfg)
         seconds["train"] = time.perf_counter() - t
         print(f"      model {outcome.model_id} trained in {seconds['train'] / 60:.1f} min")
 
         step(5, f"evaluating model {outcome.model_id} on the held-out session {args.held_out}")
         res = import_labels(ws, labels_csv(root / "labels" / "held-out.csv", held_truth), *EVALUATOR)
         t = time.perf_counter()
-        evaluation = evaluate_flow(ws_root, None, outcome.model_id, sessions=[args.held_out])
+        evaluation = evaluate_flow(ctx, outcome.model_id, sessions=[args.held_out])
         seconds["evaluate"] = time.perf_counter() - t
 
         keys = list(micrograph_table(ws)["cache_key"])

@@ -52,21 +52,22 @@ def labels_csv(path: Path, truth: pd.DataFrame, sim_dir: Path) -> Path:
 def train_tiny_model(root: Path, truth: pd.DataFrame, sim_dir: Path) -> str:
     """Label the ingested micrographs with the truth and train a one-epoch LeNet; returns the model id.
 
-    Must run inside a flow (it calls ``run_train``) or call :func:`tiny_train_flow`.
+    Runs the train flow (a subflow when called inside a flow, as :func:`tiny_train_flow` does).
     """
-    from micrograde.flows.ingest import workspace_for
-    from micrograde.flows.train import run_train
+    from micrograde.flows.context import RunContext
+    from micrograde.flows.train import train_flow
     from micrograde.labeling.store import import_labels
     from micrograde.models.training.recipe import TrainConfig
     from micrograde.models.training.run import TrainRunConfig
 
-    ws = workspace_for(str(root), None)
+    ctx = RunContext(root=root, command="test")
+    ws = ctx.workspace()
     import_labels(ws, labels_csv(root / "truth-labels.csv", truth, sim_dir), "ana", "senior-scientist")
     cfg = TrainRunConfig(
         train=TrainConfig(backbone="lenet", weights="none", epochs_head=1, epochs_finetune=0, batch_size=8),
         min_per_class=1,
     )
-    return run_train(str(root), None, cfg, "test", False).model_id
+    return train_flow(ctx, cfg).model_id
 
 
 def tiny_train_flow():

@@ -18,6 +18,7 @@ from helpers_label import add_micrographs
 from sqlalchemy import func, select
 
 from micrograde.flows.cli.facility import register
+from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
 from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow
 from micrograde.pipeline.catalogue.workspace import Workspace, WorkspaceError
@@ -77,8 +78,8 @@ def test_build_deployments_schedules_limits_and_parameters(tmp_path):
     from micrograde.flows.facility import FacilityConfig
     from micrograde.pipeline.config import IngestConfig
 
-    serve = ServeConfig(root=str(tmp_path / "ws"), watch_dir=str(tmp_path), cron="*/10 * * * *", interval_s=30,
-                        workers=1)
+    serve = ServeConfig(ctx=RunContext(root=tmp_path / "ws"), watch_dir=str(tmp_path), cron="*/10 * * * *",
+                        interval_s=30, workers=1)
     watch, sweep, retrain = build_deployments(serve, FacilityConfig(retrain_after=50),
                                               IngestConfig(session="grid7"))
     assert [d.name for d in (watch, sweep, retrain)] == ["watch", "sweep", "retrain"]
@@ -112,7 +113,7 @@ def test_new_labels_since_the_latest_model_and_the_retrain_threshold(prefect_har
     annotate(workspace, ids[0], ana.id, "bad")  # a correction counts
     annotate(workspace, ids[5], ana.id, "medium")  # so does a new label
     assert new_labels_since_model(workspace) == 2
-    out = retrain_flow(str(workspace.root), None, FacilityConfig(retrain_after=3), force=False)
+    out = retrain_flow(RunContext(root=workspace.root), FacilityConfig(retrain_after=3), force=False)
     assert (out.trained, out.new_labels, out.title()) == (False, 2, "retrain: skipped (2 new labels)")
 
 

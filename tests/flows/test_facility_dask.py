@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from helpers_facility import tiny_train_flow
 
+from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
 from micrograde.pipeline.catalogue.cache import load_entry
 from micrograde.pipeline.catalogue.schema import SCORE_COLUMNS
@@ -29,8 +30,8 @@ def test_dask_path_gives_the_same_catalogue_cache_and_predictions(prefect_harnes
 
     src, truth = sim_collection
     threads, dask = tmp_path / "threads", tmp_path / "dask"
-    a = ingest_flow.with_options(task_runner=make_task_runner(threads=2))([str(src)], str(threads))
-    b = ingest_flow.with_options(task_runner=make_task_runner(dask_workers=2))([str(src)], str(dask))
+    a = ingest_flow.with_options(task_runner=make_task_runner(threads=2))([str(src)], RunContext(root=threads))
+    b = ingest_flow.with_options(task_runner=make_task_runner(dask_workers=2))([str(src)], RunContext(root=dask))
     assert (a.ingested, a.rejected) == (b.ingested, b.rejected) == (len(truth), 0)
     ta, tb = _table(threads), _table(dask)
     pd.testing.assert_frame_equal(ta, tb)
@@ -42,9 +43,9 @@ def test_dask_path_gives_the_same_catalogue_cache_and_predictions(prefect_harnes
     model_id = tiny_train_flow()(threads, truth, src)
     cfg = AssessConfig(model_id=model_id)
     by_threads = assess_flow.with_options(task_runner=make_task_runner(threads=2))(
-        [str(src)], str(threads), None, None, cfg)
+        [str(src)], RunContext(root=threads), None, cfg)
     by_dask = assess_flow.with_options(task_runner=make_task_runner(dask_workers=2))(
-        [str(src)], str(threads), None, None, cfg)
+        [str(src)], RunContext(root=threads), None, cfg)
     assert by_threads.report_dir != by_dask.report_dir
     pa = pd.read_csv(by_threads.report_dir / "predictions.csv").sort_values("micrograph").reset_index(drop=True)
     pb = pd.read_csv(by_dask.report_dir / "predictions.csv").sort_values("micrograph").reset_index(drop=True)

@@ -17,6 +17,7 @@ import pytest
 from helpers_facility import Microscope, tiny_train_flow
 from sqlalchemy import func, select
 
+from micrograde.flows.context import RunContext
 from micrograde.pipeline.catalogue.schema import Micrograph
 from micrograde.pipeline.io.digest import file_digest
 from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
@@ -38,7 +39,7 @@ def _watch_until(watch: Path, root: Path, cfg, done, timeout: float = 90.0) -> l
     outcomes = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        outcomes.append(watch_flow(str(watch), str(root), None, None, cfg))
+        outcomes.append(watch_flow(str(watch), RunContext(root=root), None, cfg))
         if done(outcomes):
             return outcomes
     pytest.fail(f"the watcher did not finish in {timeout} s: {[o.title() for o in outcomes]}")
@@ -106,7 +107,7 @@ def test_watch_flow_keeps_a_rolling_session_report(prefect_harness, sim_collecti
 
     src, truth = sim_collection
     root = tmp_path / "ws"
-    ingest_flow([str(src)], str(root))
+    ingest_flow([str(src)], RunContext(root=root))
     tiny_train_flow()(root, truth, src)
     new = tmp_path / "new"
     fresh = write_collection(new, 4, seed=99, sessions=DEFAULT_SESSIONS[:1])
@@ -134,11 +135,12 @@ _WATCH_SCRIPT = textwrap.dedent(
     import sys
     from micrograde.flows.runtime import configure_prefect
     configure_prefect()
+    from micrograde.flows.context import RunContext
     from micrograde.flows.facility import FacilityConfig, watch_flow
     from micrograde.flows.runners import make_task_runner
     from micrograde.pipeline.io.watch import WatchConfig
     cfg = FacilityConfig(watch=WatchConfig(stable_polls=1, min_age_s=0.0), polls=1)
-    out = watch_flow.with_options(task_runner=make_task_runner(threads=1))(sys.argv[1], sys.argv[2], None, None, cfg)
+    out = watch_flow.with_options(task_runner=make_task_runner(threads=1))(sys.argv[1], RunContext(root=sys.argv[2]), None, cfg)
     print(out.title())
     """
 )

@@ -40,9 +40,10 @@ def sim_copy(sim_collection, tmp_path) -> tuple[Path, object]:
 
 
 def _ingest(prefect, ws_root: Path, sources, cfg: IngestConfig | None = None):
+    from micrograde.flows.context import RunContext
     from micrograde.flows.ingest import ingest_flow
 
-    return ingest_flow([str(s) for s in sources], str(ws_root), None, cfg or IngestConfig())
+    return ingest_flow([str(s) for s in sources], RunContext(root=ws_root), cfg or IngestConfig())
 
 
 def test_real_micrograph_ingests_with_shape_and_pixel_size(prefect_harness, real_micrograph, tmp_path):

@@ -26,6 +26,7 @@ HELD_OUT = "falcon4i_cu_quantifoil"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, prefect_harness):
     """A workspace with three labelled sessions ingested, one unlabelled, and one model trained."""
+    from micrograde.flows.context import RunContext
     from micrograde.flows.ingest import ingest_flow
     from micrograde.flows.train import train_flow
     from micrograde.labeling.store import import_labels
@@ -37,7 +38,7 @@ def trained(tmp_path_factory, prefect_harness):
     base = tmp_path_factory.mktemp("trained")
     truth = write_collection(base / "sim", 96, seed=11)
     root = base / "ws"
-    ingest_flow([str(base / "sim")], str(root))
+    ingest_flow([str(base / "sim")], RunContext(root=root))
     labelled = truth[truth["session"] != HELD_OUT]
     labels = base / "labels.csv"
     labelled[["micrograph", "label"]].to_csv(labels, index=False)
@@ -46,7 +47,7 @@ def trained(tmp_path_factory, prefect_harness):
     # the held-out session is the test set: train on two labelled sessions, validate on the third
     cfg = TrainRunConfig(train=TrainConfig(epochs_head=8, epochs_finetune=6, batch_size=16, seed=0),
                          split=SplitConfig(test_fraction=0.0))
-    outcome = train_flow(str(root), None, cfg, "pytest train")
+    outcome = train_flow(RunContext(root=root, command="pytest train"), cfg)
     return base, root, truth, outcome
 
 
@@ -110,6 +111,7 @@ def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path)
 
 def test_fine_tuning_learns_on_the_held_out_session(trained):
     _base, root, truth, outcome = trained
+    from micrograde.flows.context import RunContext
     from micrograde.flows.train import evaluate_flow
     from micrograde.labeling.store import import_labels
 
@@ -118,7 +120,7 @@ def test_fine_tuning_learns_on_the_held_out_session(trained):
     held[["micrograph", "label"]].to_csv(labels, index=False)
     with Workspace.open(root) as ws:
         import_labels(ws, labels, "checker", "postdoc")
-    result = evaluate_flow(str(root), None, outcome.model_id, [HELD_OUT])
+    result = evaluate_flow(RunContext(root=root), outcome.model_id, [HELD_OUT])
     assert result["n"] == len(held)
     # chance is 1/3 for three balanced classes
     assert result["metrics"]["macro_f1"] > 0.5, result["metrics"]

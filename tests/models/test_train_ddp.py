@@ -17,13 +17,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_train_with_two_processes_registers_one_model(prefect_harness, sim_collection, tmp_path):
+    from micrograde.flows.context import RunContext
     from micrograde.flows.ingest import ingest_flow
     from micrograde.labeling.store import import_labels
 
     src, truth = sim_collection
     sim = shutil.copytree(src, tmp_path / "sim")
     root = tmp_path / "ws"
-    ingest_flow([str(sim)], str(root))
+    ingest_flow([str(sim)], RunContext(root=root))
     truth[["micrograph", "label"]].to_csv(tmp_path / "labels.csv", index=False)
     with Workspace.open(root) as ws:
         import_labels(ws, tmp_path / "labels.csv", "senior", "senior-scientist")

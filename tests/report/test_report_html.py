@@ -127,7 +127,7 @@ def test_counts_match_predictions(report, tmp_path):
 def test_text_is_escaped(report):
     _, html, parsed = report
     assert "<script>alert" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;.mrc" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.mrc" in html  # markupsafe's escapes
     assert "Falcon &lt;4&gt;" in html
     assert any("<script>alert('x')</script>.mrc" in t for t in parsed.text)  # shown as text
 
@@ -193,3 +193,61 @@ def test_predictions_files_column_order_and_round_trip(tmp_path):
     assert (abs(pq["p_good"] - preds["p_good"]) < 1e-12).all()
     with pytest.raises(ValueError, match="unknown label"):
         write_predictions(tmp_path, preds.assign(label="great"))
+
+
+class _Markup(HTMLParser):
+    """Every tag and attribute of a page, and its text, as the browser would parse them."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += attrs
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_hostile_strings_are_shown_as_text_never_as_markup():
+    script = "<script>alert(1)</script>.mrc"
+    session = "&\"'<"
+    preds = make_predictions(12)
+    preds.loc[0, ["micrograph", "name", "label", "confidence"]] = [f"/data/{script}", script, "good", 0.01]
+    preds.loc[preds["session"] == "s2", "session"] = session
+    preds.loc[preds["session"] == session, "detector"] = "<b onmouseover=alert(2)>K2</b>"
+    card = make_card(id="m-<i>1</i>")
+    card["evaluation"] = {
+        "protocol": "<u>lo</u>",
+        "protocol_note": "held out: <img src=x onerror=alert(3)>",
+        "chosen": "<head>",
+        "baseline": "base",
+        "candidates": [{"name": "<head>", "description": "</table><script>alert(4)</script>", "macro_f1": 0.5}],
+        "oof": {"per_session": [{"session": session, "n": 4, "macro_f1": 0.5, "accuracy": 0.5}]},
+        "warnings": ["only 2 labels of class <medium>"],
+    }
+    rejects = pd.DataFrame({"path": [f"/in/{script}"], "reason": ["<corrupt>"], "detail": ["&amp; \"quoted\""]})
+    html = build_report(
+        preds,
+        card=card,
+        rejects=rejects,
+        get_images=fake_images,
+        run_info={"run_id": "r<1>", "command_line": ["micrograde", "assess", f"/in/{script}"]},
+        warnings=ood_warnings(preds, card),
+        review_url=REVIEW,
+        gallery_per_class=12,
+    )
+    page = _Markup()
+    page.feed(html)
+    assert "script" not in page.tags and not {"b", "u", "i"} & set(page.tags) and page.tags.count("head") == 1
+    assert page.tags.count("img") == sum(1 for _ in re.finditer(r"<img ", html))  # only the report's own images
+    assert not [name for name, _ in page.attrs if name.startswith("on")]
+    assert script not in html and session not in html and "<corrupt>" not in html
+    text = "".join(page.text)
+    for raw in (script, f"/in/{script}", "<corrupt>", "&amp; \"quoted\"", "<head>", "</table><script>alert(4)</script>",
+                "held out: <img src=x onerror=alert(3)>", "only 2 labels of class <medium>", "m-<i>1</i>", "r<1>"):
+        assert raw in text, raw  # shown, as text
+    assert f"session {session}" in text and "<b onmouseover=alert(2)>K2</b>" in text
+    # attribute values parse back to the very strings: the session, the file path
+    assert ("data-session", session) in page.attrs and ("title", f"/data/{script}") in page.attrs

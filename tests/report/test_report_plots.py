@@ -11,7 +11,7 @@ import pytest
 from helpers_report import make_card, make_predictions
 from PIL import Image
 
-from micrograde.pipeline import plots
+from micrograde.pipeline.report import plots
 from micrograde.pipeline.report.page import SECTION_IDS, build_report
 
 

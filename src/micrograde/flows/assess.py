@@ -21,10 +21,12 @@ from micrograde.pipeline.io.digest import digest_of
 from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
 from micrograde.pipeline.catalogue.workspace import new_run_id
 
-from micrograde.flows.ingest import run_ingest, workspace_for
+from micrograde.flows.context import RunContext
+from micrograde.flows.ingest import ingest_flow
+from micrograde.flows.runners import subflow
 from micrograde.flows.train import latest_model_id
 
-__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "run_assess", "model_preprocess"]
+__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess"]
 
 
 class NothingToAssessError(LookupError):
@@ -59,17 +61,17 @@ class AssessOutcome:
 
 
 @task(name="predict", cache_policy=NO_CACHE)
-def predict_task(root: str, db_url: str | None, model_id: str, ids: list[int], cfg: AssessConfig, progress: bool):
+def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConfig):
     from micrograde.labeling.consensus import consensus_table
     from micrograde.models.batch_predict import predict_cached
     from micrograde.models.infer import Predictor, apply_thresholds
     from micrograde.pipeline.report.outputs import prediction_table
 
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
     predictor = Predictor(ws.models_dir / model_id)
     rows = micrograph_table(ws, ids)
     probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                     num_workers=cfg.num_workers, progress=progress)
+                                     num_workers=cfg.num_workers, progress=ctx.progress)
     thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
     labels, confidence = apply_thresholds(probs, thresholds)
     table = prediction_table(rows, probs, labels, confidence, consensus_table(ws))
@@ -77,11 +79,11 @@ def predict_task(root: str, db_url: str | None, model_id: str, ids: list[int], c
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def report_task(root: str, db_url: str | None, report_dir: Path, predictions: pd.DataFrame, card: dict,
+def report_task(ctx: RunContext, report_dir: Path, predictions: pd.DataFrame, card: dict,
                 rejects: pd.DataFrame, run_info: dict, warnings: list, cfg: AssessConfig):
     from micrograde.pipeline.report.outputs import write_outputs
 
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
 
     def get_images(key: str):
         entry = load_entry(ws.cache_dir, key)
@@ -97,18 +99,16 @@ def _assess_name() -> str:
 
 
 @flow(name="micrograde-assess", flow_run_name=_assess_name, validate_parameters=False)
-def assess_flow(sources: Sequence[str], root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
-                cfg: AssessConfig | None = None, command: str | None = None, progress: bool = False) -> AssessOutcome:
-    return run_assess(sources, root, db_url, ingest_cfg, cfg, command, progress)
+def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfig | None = None,
+                cfg: AssessConfig | None = None) -> AssessOutcome:
+    """Ingest what is new in ``sources`` (a subflow), grade with one model load, write a report folder.
 
-
-def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
-               cfg: AssessConfig | None = None, command: str | None = None, progress: bool = False) -> AssessOutcome:
-    """Body of :func:`assess_flow`; callable inside another flow (the facility flows)."""
+    With no sources, ``cfg.sessions`` chooses catalogued micrographs (the facility's session reports).
+    """
     from micrograde.pipeline.report.ood import ood_warnings
 
     cfg = cfg or AssessConfig()
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
     model_id = latest_model_id(ws, cfg.model_id)
     card_pre = model_preprocess(ws.models_dir / model_id)
     ingest_cfg = (ingest_cfg or IngestConfig()).model_copy(update={"preprocess": card_pre})
@@ -116,7 +116,7 @@ def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ing
     rejects = pd.DataFrame(columns=["path", "reason", "detail"])
     n_rejected = 0
     if sources:
-        summary = run_ingest(sources, root, db_url, ingest_cfg, command, progress)
+        summary = subflow(ingest_flow)(sources, ctx, ingest_cfg)
         ids += summary.micrograph_ids
         n_rejected = summary.rejected
         rejects = _run_rejects(ws, summary.run_id)
@@ -131,7 +131,7 @@ def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ing
         n_rejected = len(rejects)
     if not ids:
         raise NothingToAssessError("no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else ""))
-    predictions, card, n_cached = predict_task(root, db_url, model_id, sorted(set(ids)), cfg, progress)
+    predictions, card, n_cached = predict_task(ctx, model_id, sorted(set(ids)), cfg)
     warnings = ood_warnings(predictions, card)
     run_id = new_run_id("assess-")
     report_dir = ws.reports_dir / (cfg.report_name or run_id)
@@ -139,14 +139,14 @@ def run_assess(sources: Sequence[str], root: str, db_url: str | None = None, ing
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "micrograde_version": __version__,
-        "command_line": command or "",
+        "command_line": ctx.command or "",
         "inputs_digest": digest_of(sorted(predictions["cache_key"])),
         "model_id": model_id,
         "host": platform.node(),
     }
-    files = report_task(root, db_url, report_dir, predictions, card, rejects, run_info, warnings, cfg)
+    files = report_task(ctx, report_dir, predictions, card, rejects, run_info, warnings, cfg)
     with ws.transaction() as s:
-        s.add(AssessRun(id=run_id, model_id=model_id, report_dir=str(report_dir), command=command,
+        s.add(AssessRun(id=run_id, model_id=model_id, report_dir=str(report_dir), command=ctx.command,
                         n_micrographs=len(predictions)))
     return AssessOutcome(run_id, report_dir, len(predictions), files.counts, [w.message for w in warnings],
                          files.unmatched, n_cached, n_rejected)

@@ -31,9 +31,11 @@ from pydantic import Field
 from micrograde.pipeline.io.atomic import atomic_write_text
 from micrograde.pipeline.config import FrozenModel, IngestConfig
 
-from micrograde.flows.ingest import run_ingest, workspace_for
+from micrograde.flows.context import RunContext
+from micrograde.flows.ingest import ingest_flow
+from micrograde.flows.runners import subflow
 
-__all__ = ["DemoConfig", "DemoOutcome", "demo_flow", "run_demo", "SENIOR", "GRAD"]
+__all__ = ["DemoConfig", "DemoOutcome", "demo_flow", "SENIOR", "GRAD"]
 
 SENIOR = ("senior-scientist-sim", "senior-scientist")
 GRAD = ("grad-sim", "grad")
@@ -83,8 +85,9 @@ def _import(ws, csv: Path, who: tuple[str, str]) -> str:
     return f"{res.annotator} ({res.expertise}): {res.n_written} labels written, {res.n_unchanged} unchanged"
 
 
-def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) -> DemoOutcome:
-    """Body of :func:`demo_flow` (must run inside a flow)."""
+@flow(name="micrograde-demo", flow_run_name="demo", validate_parameters=False)
+def demo_flow(ctx: RunContext, cfg: DemoConfig | None = None) -> DemoOutcome:
+    """Simulate, ingest, label, train, assess: see the module docstring (the steps are subflows)."""
     from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
     from micrograde.pipeline.sim.files import noisy_labels, write_collection
 
@@ -92,14 +95,15 @@ def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) ->
     from micrograde.models.training.run import TrainRunConfig
     from micrograde.pipeline.data.splits import SplitConfig
 
-    from micrograde.flows.assess import AssessConfig, run_assess
-    from micrograde.flows.train import run_train
+    from micrograde.flows.assess import AssessConfig, assess_flow
+    from micrograde.flows.train import train_flow
 
     cfg = cfg or DemoConfig()
     if cfg.sessions > len(DEFAULT_SESSIONS):
         raise ValueError(f"the simulator has {len(DEFAULT_SESSIONS)} sessions; asked for {cfg.sessions}")
-    root_path = Path(root).expanduser().resolve()
-    ws = workspace_for(str(root_path), None)
+    root_path = Path(ctx.root)
+    ws = ctx.workspace()
+    progress = ctx.progress
     sim = root_path / "sim"
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -115,7 +119,7 @@ def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) ->
 
     train_dirs = [str(sim / s.name) for s in sessions[:-1]]
     _step(2, f"ingesting {len(train_truth)} micrographs of {len(train_dirs)} sessions (holding back {held})")
-    summary = run_ingest(train_dirs, str(root_path), None, IngestConfig(), "micrograde demo", progress)
+    summary = subflow(ingest_flow)(train_dirs, ctx, IngestConfig())
     print(f"      ingested {summary.ingested}, already present {summary.skipped}, rejected {summary.rejected}")
     seconds["ingest"], t = time.perf_counter() - t, time.perf_counter()
 
@@ -136,18 +140,17 @@ def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) ->
         input_size=cfg.input_size,
         min_per_class=cfg.min_per_class,
     )
-    trained = run_train(str(root_path), None, train_cfg, "micrograde demo", progress)
+    trained = subflow(train_flow)(ctx, train_cfg)
     print(f"      model {trained.model_id}: " + ", ".join(f"{k} {v:.3g}" for k, v in _numbers(trained.metrics)))
     seconds["train"], t = time.perf_counter() - t, time.perf_counter()
 
     _step(5, f"ingesting the held-back session {held} and its senior-scientist labels (for evaluation)")
-    run_ingest([str(sim / held)], str(root_path), None, IngestConfig(), "micrograde demo", progress)
+    subflow(ingest_flow)([str(sim / held)], ctx, IngestConfig())
     print("      " + _import(ws, _labels_csv(labels / "senior-held-back.csv", held_truth), SENIOR))
     seconds["held-back"], t = time.perf_counter() - t, time.perf_counter()
 
     _step(6, f"assessing {held} with model {trained.model_id} and writing the report")
-    assessed = run_assess([str(sim / held)], str(root_path), None, IngestConfig(),
-                          AssessConfig(model_id=trained.model_id), "micrograde demo", progress)
+    assessed = subflow(assess_flow)([str(sim / held)], ctx, IngestConfig(), AssessConfig(model_id=trained.model_id))
     print("      " + ", ".join(f"{k}: {v}" for k, v in assessed.counts.items()))
     seconds["assess"] = time.perf_counter() - t
     return DemoOutcome(assessed.report_dir, trained.model_id, held, dict(assessed.counts), seconds,
@@ -156,9 +159,3 @@ def run_demo(root: str, cfg: DemoConfig | None = None, progress: bool = True) ->
 
 def _numbers(metrics: dict) -> list[tuple[str, float]]:
     return [(k, float(v)) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)][:4]
-
-
-@flow(name="micrograde-demo", flow_run_name="demo", validate_parameters=False)
-def demo_flow(root: str, cfg: DemoConfig | None = None, progress: bool = True) -> DemoOutcome:
-    """Simulate, ingest, label, train, assess: see the module docstring."""
-    return run_demo(root, cfg, progress)

@@ -24,6 +24,7 @@ ephemeral API does not run the scheduler service, so schedules would never fire 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from micrograde.pipeline.config import IngestConfig
 
+from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
 
 if TYPE_CHECKING:
@@ -55,17 +57,15 @@ RETRAIN_DEPLOYMENT = "micrograde-retrain/retrain"
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Where and how often the facility flows run."""
+    """Where and how often the facility flows run (``ctx``: the workspace, catalogue and command line)."""
 
-    root: str
+    ctx: RunContext
     watch_dir: str
-    db_url: str | None = None
     cron: str | None = None
     interval_s: float = 30.0
     dask_address: str | None = None
     workers: int | None = None  # threads per run when not on Dask
     limit: int = 2  # concurrent flow runs in the served process
-    command: str | None = None
 
 
 def _default_workers() -> int:
@@ -84,13 +84,12 @@ def build_deployments(serve: ServeConfig, facility: FacilityConfig | None = None
         facility = facility.model_copy(update={"retrain_deployment": RETRAIN_DEPLOYMENT})
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
     runner = make_task_runner(serve.dask_address, None, None if serve.dask_address else serve.workers or _default_workers())
+    ctx = serve.ctx.model_dump(mode="json")
     common = {
         "watch_dir": serve.watch_dir,
-        "root": serve.root,
-        "db_url": serve.db_url,
+        "ctx": ctx,
         "ingest_cfg": (ingest_cfg or IngestConfig()).model_dump(mode="json"),
         "cfg": facility.model_dump(mode="json"),
-        "command": serve.command,
     }
     watch = watch_flow.with_options(task_runner=runner).to_deployment(
         name="watch",
@@ -110,8 +109,7 @@ def build_deployments(serve: ServeConfig, facility: FacilityConfig | None = None
     )
     retrain = retrain_flow.to_deployment(
         name="retrain",
-        parameters={"root": serve.root, "db_url": serve.db_url, "cfg": common["cfg"], "force": True,
-                    "command": serve.command},
+        parameters={"ctx": ctx, "cfg": common["cfg"], "force": True},
         concurrency_limit=one_at_a_time,
         tags=["micrograde", "retrain"],
         description="Fine-tune a new model on the current consensus labels.",
@@ -207,7 +205,7 @@ def serve_facility(serve: ServeConfig, facility: FacilityConfig | None = None, i
 
     with local_dask_cluster(dask_workers) as address:
         if address is not None:
-            serve = ServeConfig(**{**serve.__dict__, "dask_address": address})
+            serve = dataclasses.replace(serve, dask_address=address)
         deployments = build_deployments(serve, facility, ingest_cfg)
         with _api_url_in_settings():
             prefect_serve(*deployments, limit=serve.limit, print_starting_message=True)

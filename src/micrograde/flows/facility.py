@@ -39,7 +39,9 @@ from micrograde.pipeline.catalogue.ingest import IngestSummary, is_transient
 from micrograde.pipeline.io.watch import CompletionTracker, Handover, WatchConfig, settled_files, state_lock
 from micrograde.pipeline.catalogue.workspace import Workspace
 
-from micrograde.flows.ingest import run_ingest, workspace_for
+from micrograde.flows.context import RunContext
+from micrograde.flows.ingest import ingest_flow
+from micrograde.flows.runners import subflow
 
 __all__ = [
     "FacilityConfig",
@@ -48,9 +50,6 @@ __all__ = [
     "watch_flow",
     "sweep_flow",
     "retrain_flow",
-    "run_watch",
-    "run_sweep",
-    "run_retrain",
     "watch_state_path",
     "session_report_name",
     "new_labels_since_model",
@@ -240,13 +239,12 @@ def _ingest_config(ws: Workspace, ingest_cfg: IngestConfig | None, cfg: Facility
     return ingest_cfg.model_copy(update={"preprocess": model_preprocess(model_dir)})
 
 
-def _ingest(out: SweepOutcome, handed: list[Handover], root: str, db_url: str | None,
-            ingest_cfg: IngestConfig, command: str | None, progress: bool) -> None:
+def _ingest(out: SweepOutcome, handed: list[Handover], ctx: RunContext, ingest_cfg: IngestConfig) -> None:
     present = [h for h in handed if os.path.exists(h.path)]
     if len(present) < len(handed):
         out.notes.append(f"{len(handed) - len(present)} file(s) vanished before ingest")
     if present:
-        out.add(run_ingest([h.path for h in present], root, db_url, ingest_cfg, command, progress), present)
+        out.add(subflow(ingest_flow)([h.path for h in present], ctx, ingest_cfg), present)
 
 
 def _assess_config(cfg: FacilityConfig, session: str):
@@ -264,20 +262,19 @@ def _assess_config(cfg: FacilityConfig, session: str):
     )
 
 
-def _update_reports(out: SweepOutcome, ws: Workspace, root: str, db_url: str | None, cfg: FacilityConfig,
-                    sessions: list[str], command: str | None, progress: bool) -> list[str]:
+def _update_reports(out: SweepOutcome, ctx: RunContext, cfg: FacilityConfig, sessions: list[str]) -> list[str]:
     """Rewrite each session's rolling report; returns the failures (session: error)."""
     if not cfg.assess or not sessions:
         return []
-    if cfg.model_id is None and _latest_model(ws) is None:
+    if cfg.model_id is None and _latest_model(ctx.workspace()) is None:
         out.notes.append("no model trained yet: micrographs ingested, reports wait for `micrograde train`")
         return []
-    from micrograde.flows.assess import run_assess
+    from micrograde.flows.assess import assess_flow
 
     failures = []
     for session in sessions:
         try:
-            res = run_assess([], root, db_url, None, _assess_config(cfg, session), command, progress)
+            res = subflow(assess_flow)([], ctx, None, _assess_config(cfg, session))
         except Exception as exc:  # noqa: BLE001 - one session's report must not block the others
             log.exception("session report for %s failed", session)
             failures.append(f"{session}: {type(exc).__name__}: {exc}")
@@ -309,13 +306,14 @@ def _finish(out: SweepOutcome, failures: list[str]) -> SweepOutcome:
     return out
 
 
-# -- bodies (callable inside any flow) and flows ---------------------------------------------------
-def run_watch(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
-              cfg: FacilityConfig | None = None, command: str | None = None, progress: bool = False) -> SweepOutcome:
-    """Body of :func:`watch_flow`."""
+# -- flows ----------------------------------------------------------------------------------------
+@flow(name="micrograde-watch", flow_run_name="watch", log_prints=True)
+def watch_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None = None,
+               cfg: FacilityConfig | None = None) -> SweepOutcome:
+    """Pick up the files the microscope finished writing, ingest them, update their session reports."""
     cfg = cfg or FacilityConfig()
     watch_dir = str(Path(watch_dir).expanduser().resolve())
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
     out = SweepOutcome("watch")
     state = watch_state_path(ws, watch_dir)
     with state_lock(state) as got:
@@ -330,68 +328,47 @@ def run_watch(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: 
                 time.sleep(cfg.poll_interval_s)
             handed = poll_task(tracker, watch_dir)
             if handed:
-                _ingest(out, handed, root, db_url, ingest_cfg, command, progress)
+                _ingest(out, handed, ctx, ingest_cfg)
                 tracker.commit(handed)
         out.waiting = len(tracker.waiting)
-    failures = _update_reports(out, ws, root, db_url, cfg, sessions_of(ws, out.micrograph_ids), command, progress)
+    failures = _update_reports(out, ctx, cfg, sessions_of(ws, out.micrograph_ids))
     _maybe_start_retrain(out, ws, cfg)
     return _finish(out, failures)
 
 
-def run_sweep(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
-              cfg: FacilityConfig | None = None, command: str | None = None, progress: bool = False) -> SweepOutcome:
-    """Body of :func:`sweep_flow`."""
+@flow(name="micrograde-sweep", flow_run_name="sweep", log_prints=True)
+def sweep_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None = None,
+               cfg: FacilityConfig | None = None) -> SweepOutcome:
+    """Ingest every settled file of the folder and rebuild its session reports."""
     cfg = cfg or FacilityConfig()
     watch_dir = str(Path(watch_dir).expanduser().resolve())
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
     out = SweepOutcome("sweep")
     state = watch_state_path(ws, watch_dir)
     with state_lock(state, blocking=True):
         handed = settled_task(watch_dir, cfg.watch)
-        _ingest(out, handed, root, db_url, _ingest_config(ws, ingest_cfg, cfg), command, progress)
+        _ingest(out, handed, ctx, _ingest_config(ws, ingest_cfg, cfg))
         tracker = CompletionTracker(cfg.watch, state_path=state)
         tracker.commit(handed)  # the watcher need not hand these over again
-    failures = _update_reports(out, ws, root, db_url, cfg, sessions_of(ws, out.micrograph_ids), command, progress)
+    failures = _update_reports(out, ctx, cfg, sessions_of(ws, out.micrograph_ids))
     _maybe_start_retrain(out, ws, cfg)
     return _finish(out, failures)
 
 
-def run_retrain(root: str, db_url: str | None = None, cfg: FacilityConfig | None = None, force: bool = True,
-                command: str | None = None, progress: bool = False) -> RetrainOutcome:
-    """Body of :func:`retrain_flow`: train when forced or when ``retrain_after`` new labels exist."""
+@flow(name="micrograde-retrain", flow_run_name="retrain", log_prints=True)
+def retrain_flow(ctx: RunContext, cfg: FacilityConfig | None = None, force: bool = True) -> RetrainOutcome:
+    """Train a new model from the current consensus labels (``force=False``: only past the threshold)."""
     cfg = cfg or FacilityConfig()
-    ws = workspace_for(root, db_url)
-    n_new = new_labels_since_model(ws)
+    n_new = new_labels_since_model(ctx.workspace())
     threshold = cfg.retrain_after or 1
     if not force and n_new < threshold:
         out = RetrainOutcome(False, n_new)
     else:
         from micrograde.models.training.run import TrainRunConfig
 
-        from micrograde.flows.train import run_train
+        from micrograde.flows.train import train_flow
 
-        res = run_train(root, db_url, TrainRunConfig.model_validate(cfg.train), command, progress)
+        res = subflow(train_flow)(ctx, TrainRunConfig.model_validate(cfg.train))
         out = RetrainOutcome(True, n_new, res.model_id, str(res.model_dir), dict(res.metrics), list(res.warnings))
     _rename_run(out.title())
     return out
-
-
-@flow(name="micrograde-watch", flow_run_name="watch", log_prints=True)
-def watch_flow(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
-               cfg: FacilityConfig | None = None, command: str | None = None, progress: bool = False) -> SweepOutcome:
-    """Pick up the files the microscope finished writing, ingest them, update their session reports."""
-    return run_watch(watch_dir, root, db_url, ingest_cfg, cfg, command, progress)
-
-
-@flow(name="micrograde-sweep", flow_run_name="sweep", log_prints=True)
-def sweep_flow(watch_dir: str, root: str, db_url: str | None = None, ingest_cfg: IngestConfig | None = None,
-               cfg: FacilityConfig | None = None, command: str | None = None, progress: bool = False) -> SweepOutcome:
-    """Ingest every settled file of the folder and rebuild its session reports."""
-    return run_sweep(watch_dir, root, db_url, ingest_cfg, cfg, command, progress)
-
-
-@flow(name="micrograde-retrain", flow_run_name="retrain", log_prints=True)
-def retrain_flow(root: str, db_url: str | None = None, cfg: FacilityConfig | None = None, force: bool = True,
-                 command: str | None = None, progress: bool = False) -> RetrainOutcome:
-    """Train a new model from the current consensus labels (``force=False``: only past the threshold)."""
-    return run_retrain(root, db_url, cfg, force, command, progress)

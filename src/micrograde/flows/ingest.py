@@ -9,7 +9,6 @@ the run goes on.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Sequence
 
 from prefect import flow, task
@@ -27,15 +26,11 @@ from micrograde.pipeline.catalogue.ingest import (
     record_reject,
     start_run,
 )
-from micrograde.pipeline.catalogue.workspace import Workspace, new_run_id
+from micrograde.pipeline.catalogue.workspace import new_run_id
 
-__all__ = ["ingest_flow", "ingest_file_task", "workspace_for", "run_ingest"]
+from micrograde.flows.context import RunContext
 
-
-@functools.lru_cache(maxsize=8)
-def workspace_for(root: str, db_url: str | None) -> Workspace:
-    """One open workspace (engine, connection pool) per process, shared by its tasks."""
-    return Workspace.open(root, db_url)
+__all__ = ["ingest_flow", "ingest_file_task"]
 
 
 def _retry_only_io(_task, _task_run, state) -> bool:
@@ -54,8 +49,8 @@ def _retry_only_io(_task, _task_run, state) -> bool:
     task_run_name="ingest {path}",
     log_prints=False,
 )
-def ingest_file_task(root: str, db_url: str | None, path: str, cfg: IngestConfig, run_id: str) -> FileOutcome:
-    return ingest_file(workspace_for(root, db_url), path, cfg, run_id)
+def ingest_file_task(ctx: RunContext, path: str, cfg: IngestConfig, run_id: str) -> FileOutcome:
+    return ingest_file(ctx.workspace(), path, cfg, run_id)
 
 
 def _flow_run_name() -> str:
@@ -63,34 +58,20 @@ def _flow_run_name() -> str:
 
 
 @flow(name="micrograde-ingest", flow_run_name=_flow_run_name, validate_parameters=False)
-def ingest_flow(
-    sources: Sequence[str],
-    root: str,
-    db_url: str | None = None,
-    cfg: IngestConfig | None = None,
-    command: str | None = None,
-    progress: bool = False,
-) -> IngestSummary:
-    return run_ingest(sources, root, db_url, cfg, command, progress)
+def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | None = None) -> IngestSummary:
+    """Ingest every micrograph file under ``sources`` (one task per file) into ``ctx``'s workspace.
 
-
-def run_ingest(
-    sources: Sequence[str],
-    root: str,
-    db_url: str | None = None,
-    cfg: IngestConfig | None = None,
-    command: str | None = None,
-    progress: bool = False,
-) -> IngestSummary:
-    """Body of :func:`ingest_flow`; must run inside a flow (the assess and facility flows call it)."""
+    The assess and facility flows call it as a subflow (:func:`micrograde.flows.runners.subflow`).
+    """
     cfg = cfg or IngestConfig()
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
     paths = [str(p) for p in discover(list(sources), recursive=cfg.recursive)]
     run_id = new_run_id("ingest-")
     summary = IngestSummary(run_id=run_id)
-    start_run(ws, cfg, run_id, command)
-    futures = {ingest_file_task.submit(root, db_url, p, cfg, run_id): p for p in paths}
-    with tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress) as bar:
+    start_run(ws, cfg, run_id, ctx.command)
+    worker_ctx = ctx.quiet()
+    futures = {ingest_file_task.submit(worker_ctx, p, cfg, run_id): p for p in paths}
+    with tqdm(total=len(paths), desc="ingest", unit="file", disable=not ctx.progress) as bar:
         for future in as_completed(list(futures)):
             path = futures[future]
             try:
@@ -104,5 +85,3 @@ def run_ingest(
             bar.set_postfix(ok=summary.usable, rejected=summary.rejected)
     finish_run(ws, run_id, summary.ingested, summary.skipped, summary.rejected)
     return summary
-
-

@@ -1,7 +1,7 @@
 """Task runners: a thread pool on this machine (default) or a Dask cluster (scale-out).
 
 Dask workers are separate processes (possibly on other machines): every task of the ingest and
-assess flows takes picklable arguments only (the workspace root and database URL as strings,
+assess flows takes picklable arguments only (the :class:`~micrograde.flows.context.RunContext`,
 pydantic configs) and opens the workspace itself, once per worker process. With a Dask cluster on
 several machines the workspace folder and the catalogue database must be reachable from every
 worker (a shared file system, PostgreSQL via ``--db``).
@@ -14,7 +14,7 @@ import os
 
 import click
 
-__all__ = ["make_task_runner", "dask_options", "task_runner_from_options", "default_threads"]
+__all__ = ["make_task_runner", "dask_options", "task_runner_from_options", "default_threads", "subflow"]
 
 
 def default_threads() -> int:
@@ -57,6 +57,21 @@ def make_task_runner(dask_address: str | None = None, dask_workers: int | None =
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=threads or default_threads())
+
+
+def subflow(flow):
+    """``flow`` set to run on the calling flow's task runner, for calling it as a subflow.
+
+    A flow that needs another's work calls that flow (assess calls ingest; the facility flows call
+    ingest, assess and train); the subflow fans its tasks out over the same threads or Dask
+    cluster as its caller. Outside a flow run, ``flow`` is returned unchanged.
+    """
+    from prefect.context import FlowRunContext
+
+    run = FlowRunContext.get()
+    if run is None or run.task_runner is None:
+        return flow
+    return flow.with_options(task_runner=run.task_runner)
 
 
 def _check_address(_ctx, _param, value: str | None) -> str | None:

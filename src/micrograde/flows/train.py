@@ -20,7 +20,7 @@ from micrograde.pipeline.catalogue.schema import ModelRow
 from micrograde.pipeline.catalogue.query import micrograph_table
 from micrograde.pipeline.catalogue.workspace import Workspace, new_run_id
 
-from micrograde.flows.ingest import workspace_for
+from micrograde.flows.context import RunContext
 
 __all__ = [
     "labelled_table",
@@ -28,7 +28,6 @@ __all__ = [
     "ModelNotFoundError",
     "DistributedTrainingError",
     "train_flow",
-    "run_train",
     "evaluate_flow",
 ]
 
@@ -69,31 +68,30 @@ def latest_model_id(ws: Workspace, model_id: str | None = None) -> str:
 
 
 @task(name="load-labelled", cache_policy=NO_CACHE)
-def load_labelled_task(root: str, db_url: str | None) -> pd.DataFrame:
-    return labelled_table(workspace_for(root, db_url))
+def load_labelled_task(ctx: RunContext) -> pd.DataFrame:
+    return labelled_table(ctx.workspace())
 
 
 @task(name="fine-tune", cache_policy=NO_CACHE)
-def train_task(root: str, db_url: str | None, table: pd.DataFrame, cfg: TrainRunConfig, model_id: str,
-               command: str | None, progress: bool) -> TrainOutcome:
-    ws = workspace_for(root, db_url)
+def train_task(ctx: RunContext, table: pd.DataFrame, cfg: TrainRunConfig, model_id: str) -> TrainOutcome:
+    ws = ctx.workspace()
     return train_model(table, ws.cache_dir, ws.models_dir / model_id, cfg, model_id=model_id,
-                       command_line=command, progress=progress, log=print if progress else (lambda _l: None))
+                       command_line=ctx.command, progress=ctx.progress,
+                       log=print if ctx.progress else (lambda _l: None))
 
 
 @task(name="fine-tune-ddp", cache_policy=NO_CACHE)
-def train_ddp_task(root: str, db_url: str | None, cfg: TrainRunConfig, model_id: str, command: str | None,
-                   nproc: int) -> TrainOutcome:
+def train_ddp_task(ctx: RunContext, cfg: TrainRunConfig, model_id: str, nproc: int) -> TrainOutcome:
     """Fine-tune in ``nproc`` data-parallel processes launched by torchrun (see src/micrograde/flows/train_ddp.py)."""
     from micrograde.models.checkpoint import read_card
 
-    model_dir = workspace_for(root, db_url).models_dir / model_id
+    model_dir = ctx.workspace().models_dir / model_id
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = Path(tmp) / "train.json"
         cfg_path.write_text(cfg.model_dump_json())
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "micrograde.flows.train_ddp", root, str(cfg_path), model_id,
-               *(["--db", db_url] if db_url else []), *(["--command", command] if command else [])]
+               "-m", "micrograde.flows.train_ddp", ctx.root, str(cfg_path), model_id,
+               *(["--db", ctx.db_url] if ctx.db_url else []), *(["--command", ctx.command] if ctx.command else [])]
         done = subprocess.run(cmd, check=False)
     if done.returncode != 0:
         raise DistributedTrainingError(f"distributed training failed (torchrun exit code {done.returncode})")
@@ -102,9 +100,8 @@ def train_ddp_task(root: str, db_url: str | None, cfg: TrainRunConfig, model_id:
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
-def register_task(root: str, db_url: str | None, outcome: TrainOutcome) -> None:
-    ws = workspace_for(root, db_url)
-    with ws.transaction() as s:
+def register_task(ctx: RunContext, outcome: TrainOutcome) -> None:
+    with ctx.workspace().transaction() as s:
         s.add(ModelRow(id=outcome.model_id, path=str(outcome.model_dir), backbone=outcome.card["backbone"]["name"],
                        card=outcome.card))
 
@@ -114,34 +111,28 @@ def _train_name() -> str:
 
 
 @flow(name="micrograde-train", flow_run_name=_train_name, validate_parameters=False)
-def train_flow(root: str, db_url: str | None = None, cfg: TrainRunConfig | None = None, command: str | None = None,
-               progress: bool = False, nproc: int = 1) -> TrainOutcome:
-    return run_train(root, db_url, cfg, command, progress, nproc)
-
-
-def run_train(root: str, db_url: str | None = None, cfg: TrainRunConfig | None = None, command: str | None = None,
-              progress: bool = False, nproc: int = 1) -> TrainOutcome:
-    """Body of :func:`train_flow`; callable inside another flow (the facility's retrain flow).
+def train_flow(ctx: RunContext, cfg: TrainRunConfig | None = None, nproc: int = 1) -> TrainOutcome:
+    """Fine-tune a model on the consensus labels and register it (the facility's retrain flow calls it).
 
     ``nproc`` > 1 fine-tunes in that many data-parallel processes (torchrun; one per GPU)."""
     cfg = cfg or TrainRunConfig()
     model_id = new_run_id("model-")
     if nproc > 1:
-        outcome = train_ddp_task(root, db_url, cfg, model_id, command, nproc)
+        outcome = train_ddp_task(ctx, cfg, model_id, nproc)
     else:
-        table = load_labelled_task(root, db_url)
-        outcome = train_task(root, db_url, table, cfg, model_id, command, progress)
-    register_task(root, db_url, outcome)
+        table = load_labelled_task(ctx)
+        outcome = train_task(ctx, table, cfg, model_id)
+    register_task(ctx, outcome)
     return outcome
 
 
 @flow(name="micrograde-evaluate", validate_parameters=False)
-def evaluate_flow(root: str, db_url: str | None = None, model_id: str | None = None,
-                  sessions: Sequence[str] | None = None, split: str = "test") -> dict:
+def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequence[str] | None = None,
+                  split: str = "test") -> dict:
     """Metrics of a model on labelled micrographs: its test split (default), or chosen sessions."""
     from micrograde.models.infer import Predictor
 
-    ws = workspace_for(root, db_url)
+    ws = ctx.workspace()
     model_id = latest_model_id(ws, model_id)
     predictor = Predictor(ws.models_dir / model_id, device="cpu")
     table = labelled_table(ws)

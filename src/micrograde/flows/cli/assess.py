@@ -6,9 +6,8 @@ import sys
 
 import click
 
-from micrograde.flows.cli.ingest import command_line
+from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, run_context, workspace_option
 from micrograde.flows.cli.train import parse_thresholds, threshold_option
-from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, open_workspace, workspace_option
 from micrograde.flows.runners import dask_options, task_runner_from_options
 
 __all__ = ["register"]
@@ -47,8 +46,8 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
         raise click.UsageError("give micrograph files/folders to assess, or --assess-session NAME")
     from micrograde.flows.runtime import configure_prefect
 
-    ws = open_workspace(workspace, db)
-    configure_prefect(ws.root)  # before Prefect is imported: its home and logging come from the environment
+    ctx = run_context(workspace, db)
+    configure_prefect(ctx.root)  # before Prefect is imported: its home and logging come from the environment
     from micrograde.flows.assess import AssessConfig
 
     cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
@@ -63,8 +62,7 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
 
     try:
         runner = task_runner_from_options(dask_address, dask_workers, workers)
-        outcome = assess_flow.with_options(task_runner=runner)(list(sources), str(ws.root), db, ingest_config_from(params), cfg,
-                                                     command_line(), progress=True)
+        outcome = assess_flow.with_options(task_runner=runner)(list(sources), ctx, ingest_config_from(params), cfg)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc
     except (StarFormatError, CsFormatError) as exc:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, open_workspace, workspace_option
+from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, run_context, workspace_option
 from micrograde.flows.runners import dask_options
 
 __all__ = ["register"]
-
-
-def _command_line() -> str:
-    return shlex.join(["micrograde", *sys.argv[1:]])
 
 
 watch_option = click.option(
@@ -100,16 +94,15 @@ def serve_cmd(workspace, db, watch_dir, cron, interval, limit, dask_address, das
         task_runner_from_options(dask_address, dask_workers)  # raises the usage error
     if cron is not None:
         _check_cron(cron)
-    ws = open_workspace(workspace, db)
-    configure_prefect(ws.root)
+    ctx = run_context(workspace, db, progress=False)
+    configure_prefect(ctx.root)
     facility = _facility_config({k: params.pop(k) for k in _FACILITY_KEYS})
     ingest_cfg = ingest_config_from(params)
     from micrograde.flows.deployments import ServeConfig, local_prefect_server, serve_facility
 
-    serve = ServeConfig(root=str(ws.root), watch_dir=str(Path(watch_dir).resolve()), db_url=db, cron=cron,
-                        interval_s=interval, dask_address=dask_address, workers=workers, limit=limit,
-                        command=_command_line())
-    log = ws.root / "facility" / "prefect-server.log"
+    serve = ServeConfig(ctx=ctx, watch_dir=str(Path(watch_dir).resolve()), cron=cron, interval_s=interval,
+                        dask_address=dask_address, workers=workers, limit=limit)
+    log = Path(ctx.root) / "facility" / "prefect-server.log"
     with local_prefect_server(log) as url:
         click.echo(f"Prefect API: {url}")
         serve_facility(serve, facility, ingest_cfg, dask_workers=dask_workers)
@@ -143,15 +136,13 @@ def sweep_cmd(workspace, db, watch_dir, dask_address, dask_workers, workers, **p
     from micrograde.flows.runtime import configure_prefect
 
     runner = task_runner_from_options(dask_address, dask_workers, workers)
-    ws = open_workspace(workspace, db)
-    configure_prefect(ws.root)
+    ctx = run_context(workspace, db)
+    configure_prefect(ctx.root)
     facility = _facility_config({k: params.pop(k) for k in _FACILITY_KEYS})
     ingest_cfg = ingest_config_from(params)
     from micrograde.flows.facility import sweep_flow
 
-    out = sweep_flow.with_options(task_runner=runner)(
-        str(Path(watch_dir).resolve()), str(ws.root), db, ingest_cfg, facility, _command_line(), progress=True
-    )
+    out = sweep_flow.with_options(task_runner=runner)(str(Path(watch_dir).resolve()), ctx, ingest_cfg, facility)
     click.echo(out.title())
     for note in out.notes:
         click.echo(f"  note: {note}")
@@ -173,12 +164,11 @@ def retrain_cmd(workspace, db, retrain_after):
     """
     from micrograde.flows.runtime import configure_prefect
 
-    ws = open_workspace(workspace, db)
-    configure_prefect(ws.root)
+    ctx = run_context(workspace, db)
+    configure_prefect(ctx.root)
     from micrograde.flows.facility import FacilityConfig, retrain_flow
 
-    out = retrain_flow(str(ws.root), db, FacilityConfig(retrain_after=retrain_after), force=retrain_after is None,
-                       command=_command_line(), progress=True)
+    out = retrain_flow(ctx, FacilityConfig(retrain_after=retrain_after), force=retrain_after is None)
     click.echo(out.title())
     if out.model_dir:
         click.echo(out.model_dir)
@@ -206,7 +196,7 @@ def demo_cmd(workspace, n_per_session, quick, seed):
 
     root = Path(workspace).expanduser().resolve()
     check_demo_workspace(root)
-    open_workspace(str(root), None).close()
+    ctx = run_context(str(root), None)
     configure_prefect(root)  # before Prefect is imported
     from micrograde.flows.demo import DemoConfig, demo_flow
 
@@ -214,7 +204,7 @@ def demo_cmd(workspace, n_per_session, quick, seed):
     cfg = cfg.model_copy(update={"seed": seed, **({"n_per_session": n_per_session} if n_per_session else {})})
 
     t0 = time.perf_counter()
-    out = demo_flow(str(root), cfg, progress=True)
+    out = demo_flow(ctx, cfg)
     for warning in out.warnings:
         click.echo(f"warning: {warning}")
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s; report:")

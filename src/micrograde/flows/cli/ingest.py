@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 
 import click
 
-from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, json_option, open_workspace, workspace_option
+from micrograde.flows.cli.options import (
+    db_option,
+    ingest_config_from,
+    ingest_options,
+    json_option,
+    open_workspace,
+    run_context,
+    workspace_option,
+)
 from micrograde.flows.runners import dask_options, task_runner_from_options
 
-__all__ = ["register", "command_line"]
-
-
-def command_line() -> str:
-    return shlex.join(["micrograde", *sys.argv[1:]])
+__all__ = ["register"]
 
 
 @click.command("ingest")
@@ -37,16 +40,14 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask
     """
     from micrograde.flows.runtime import configure_prefect
 
-    ws = open_workspace(workspace, db)
+    ctx = run_context(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
-    configure_prefect(ws.root)
+    configure_prefect(ctx.root)
     from micrograde.flows.ingest import ingest_flow
 
     runner = task_runner_from_options(dask_address, dask_workers, workers)
     try:
-        summary = ingest_flow.with_options(task_runner=runner)(
-            list(sources), str(ws.root), db, cfg, command_line(), progress=True
-        )
+        summary = ingest_flow.with_options(task_runner=runner)(list(sources), ctx, cfg)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc
     for line in summary.lines():

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
 import click
 
-from micrograde.pipeline.catalogue.workspace import Workspace, WorkspaceError
+if TYPE_CHECKING:  # imported when a command runs, not for `micrograde --help`
+    from micrograde.flows.context import RunContext
+    from micrograde.pipeline.catalogue.workspace import Workspace
 
-__all__ = ["workspace_option", "db_option", "open_workspace", "json_option", "ingest_options", "ingest_config_from"]
+__all__ = [
+    "workspace_option",
+    "db_option",
+    "open_workspace",
+    "run_context",
+    "command_line",
+    "json_option",
+    "ingest_options",
+    "ingest_config_from",
+]
 
 workspace_option = click.option(
     "--workspace",
@@ -30,10 +45,32 @@ db_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
+def command_line() -> str:
+    """The command line as typed (stamped on runs, models and reports)."""
+    return shlex.join(["micrograde", *sys.argv[1:]])
+
+
+def run_context(workspace: str, db: str | None, *, progress: bool = True) -> RunContext:
+    """The run context of a command, its workspace opened first (a usage error, exit 2, when it cannot be)."""
+    from micrograde.flows.context import RunContext
+
+    ctx = RunContext(root=workspace, db_url=db, command=command_line(), progress=progress)
+    _opened(ctx)
+    return ctx
+
+
 def open_workspace(workspace: str, db: str | None) -> Workspace:
     """Open (creating if needed) the workspace, turning failures into a usage error (exit 2)."""
+    from micrograde.flows.context import RunContext
+
+    return _opened(RunContext(root=workspace, db_url=db))
+
+
+def _opened(ctx: RunContext) -> Workspace:
+    from micrograde.pipeline.catalogue.workspace import WorkspaceError
+
     try:
-        return Workspace.open(workspace, db)
+        return ctx.workspace()
     except WorkspaceError as exc:
         raise click.UsageError(str(exc)) from exc
 

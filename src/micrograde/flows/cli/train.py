@@ -6,8 +6,7 @@ import json
 
 import click
 
-from micrograde.flows.cli.ingest import command_line
-from micrograde.flows.cli.options import db_option, json_option, open_workspace, workspace_option
+from micrograde.flows.cli.options import db_option, json_option, run_context, workspace_option
 
 __all__ = ["register", "parse_thresholds"]
 
@@ -85,7 +84,7 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
 
     from micrograde.flows.runtime import configure_prefect
 
-    ws = open_workspace(workspace, db)
+    ctx = run_context(workspace, db)
     train = {"backbone": backbone or DEFAULT_BACKBONE, "weights": weights, "balance": balance,
              "batch_size": batch_size, "seed": seed}
     if epochs:
@@ -102,11 +101,11 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    configure_prefect(ws.root)
+    configure_prefect(ctx.root)
     from micrograde.flows.train import DistributedTrainingError, train_flow
 
     try:
-        outcome = train_flow(str(ws.root), db, cfg, command_line(), progress=True, nproc=nproc)
+        outcome = train_flow(ctx, cfg, nproc=nproc)
     except (TrainDataError, SplitError, MissingWeightsError, DistributedTrainingError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
@@ -141,12 +140,12 @@ def evaluate_cmd(workspace, db, model_id, split, sessions, as_json):
     """
     from micrograde.flows.runtime import configure_prefect
 
-    ws = open_workspace(workspace, db)
-    configure_prefect(ws.root)
+    ctx = run_context(workspace, db)
+    configure_prefect(ctx.root)
     from micrograde.flows.train import ModelNotFoundError, evaluate_flow
 
     try:
-        result = evaluate_flow(str(ws.root), db, model_id, list(sessions) or None, split)
+        result = evaluate_flow(ctx, model_id, list(sessions) or None, split)
     except ModelNotFoundError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc

@@ -16,9 +16,9 @@ import pandas as pd
 
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.signal.display import data_uri, png_bytes, to_uint8
-from micrograde.pipeline.report.html import esc, fmt, section
+from micrograde.pipeline.report.render import fmt
 
-__all__ = ["gallery_sample", "gallery_section", "downsample", "ImageGetter"]
+__all__ = ["gallery_sample", "gallery_view", "downsample", "review_link", "ImageGetter"]
 
 ImageGetter = Callable[[str], tuple[np.ndarray, np.ndarray]]
 #: Longest side (pixels) of the images embedded in the page, to keep the report small.
@@ -56,34 +56,37 @@ def downsample(image: np.ndarray, side: int) -> np.ndarray:
     return out.round().clip(0, 255).astype(np.uint8) if image.dtype == np.uint8 else out
 
 
-def _images_html(get_images: ImageGetter | None, key: str, name: str) -> str:
-    missing = '<div class="missing">{}</div>'
+def _images(get_images: ImageGetter | None, key: str, name: str) -> list[dict]:
+    """The micrograph and its power spectrum as inline PNGs, or placeholders saying why not."""
+
+    def missing(text: str) -> dict:
+        return {"src": None, "missing": text}
+
     if get_images is None or not key:
-        return missing.format("image unavailable") * 2
+        return [missing("image unavailable")] * 2
     try:
         thumb, spectrum = get_images(key)
     except Exception as exc:  # a cleaned cache must not break the whole report
-        return missing.format(esc(f"image unavailable: {type(exc).__name__}")) * 2
-    parts = []
+        return [missing(f"image unavailable: {type(exc).__name__}")] * 2
+    out = []
     for arr, side, what in ((thumb, THUMB_SIDE, "micrograph"), (spectrum, SPECTRUM_SIDE, "power spectrum")):
         if arr is None or np.asarray(arr).size == 0:
-            parts.append(missing.format(f"no {what}"))
+            out.append(missing(f"no {what}"))
             continue
         arr = np.asarray(arr)
         img = downsample(arr if arr.dtype == np.uint8 else to_uint8(arr), side)  # uint8 in, uint8 out
         png = png_bytes(img, 0.0, 100.0)  # already display-ready: a min-max stretch only
-        parts.append(f'<img src="{data_uri(png)}" alt="{esc(what)} of {esc(name)}" title="{esc(what)}">')
-    return "".join(parts)
+        out.append({"src": data_uri(png), "alt": f"{what} of {name}", "title": what, "missing": None})
+    return out
 
 
-def _probs_bar(row: pd.Series) -> str:
-    spans = []
+def _probs(row: pd.Series) -> list[dict]:
+    bars = []
     for lab in LABELS:
         p = row.get(f"p_{lab}")
         p = 0.0 if p is None or (isinstance(p, float) and math.isnan(p)) else float(p)
-        spans.append(f'<span class="{lab}" style="width:{100 * p:.1f}%" title="p_{lab} = {p:.3f}"></span>')
-    text = " · ".join(f"{lab[0].upper()} {fmt(row.get(f'p_{lab}'), 2)}" for lab in LABELS)
-    return f'<div class="probs">{"".join(spans)}</div><div class="meta">{esc(text)}</div>'
+        bars.append({"label": lab, "width": f"{100 * p:.1f}", "title": f"p_{lab} = {p:.3f}"})
+    return bars
 
 
 def review_link(review_url: str | None, micrograph_id: object) -> str | None:
@@ -92,46 +95,42 @@ def review_link(review_url: str | None, micrograph_id: object) -> str | None:
     return f"{review_url.rstrip('/')}/micrograph/{quote(str(micrograph_id), safe='')}?review=1"
 
 
-def _item(row: pd.Series, get_images: ImageGetter | None, review_url: str | None) -> str:
+def _item(row: pd.Series, get_images: ImageGetter | None, review_url: str | None) -> dict:
     name = str(row.get("name") or row.get("micrograph") or "")
     consensus = row.get("consensus")
     consensus = consensus if isinstance(consensus, str) and consensus else None
     disagree = consensus is not None and consensus != row.get("label")
-    link = review_link(review_url, row.get("micrograph_id"))
-    title = f'<div class="name" title="{esc(row.get("micrograph"))}">{esc(name)}</div>'
-    meta = (
-        f"confidence {fmt(row.get('confidence'), 2)} · ice-ring {fmt(row.get('ice_ring_score'), 2)}"
-        f" · Thon reach {fmt(row.get('thon_reach_A'), 3)} A · session {fmt(row.get('session'))}"
-    )
-    extra = ""
-    if consensus is not None:
-        verdict = " - disagrees with the prediction" if disagree else ""
-        extra = (
-            f'<div class="meta">consensus label: <span class="pill {esc(consensus)}">{esc(consensus)}</span>'
-            f"{esc(verdict)}</div>"
-        )
-    review = f'<a class="review" href="{esc(link)}">review / relabel this micrograph</a>' if link else ""
-    cls = "item disagree" if disagree else "item"
-    return (
-        f'<div class="{cls}" data-micrograph-id="{esc(row.get("micrograph_id"))}">'
-        f'<div class="imgs">{_images_html(get_images, str(row.get("cache_key") or ""), name)}</div>'
-        f'{title}{_probs_bar(row)}<div class="meta">{esc(meta)}</div>{extra}{review}</div>'
-    )
+    micrograph_id = row.get("micrograph_id")
+    return {
+        "micrograph_id": "" if micrograph_id is None else str(micrograph_id),
+        "disagree": disagree,
+        "images": _images(get_images, str(row.get("cache_key") or ""), name),
+        "name": name,
+        "path": "" if row.get("micrograph") is None else str(row.get("micrograph")),
+        "probs": _probs(row),
+        "probs_text": " · ".join(f"{lab[0].upper()} {fmt(row.get(f'p_{lab}'), 2)}" for lab in LABELS),
+        "meta": (
+            f"confidence {fmt(row.get('confidence'), 2)} · ice-ring {fmt(row.get('ice_ring_score'), 2)}"
+            f" · Thon reach {fmt(row.get('thon_reach_A'), 3)} A · session {fmt(row.get('session'))}"
+        ),
+        "consensus": consensus,
+        "verdict": " - disagrees with the prediction" if disagree else "",
+        "review": review_link(review_url, micrograph_id),
+    }
 
 
-def gallery_section(
+def gallery_view(
     label: str,
     predictions: pd.DataFrame,
     get_images: ImageGetter | None,
     review_url: str | None,
     per_class: int,
-) -> str:
+) -> dict:
+    """One class's gallery: ``{label, n, note, entries}`` (``note`` None when nothing was graded so)."""
     rows = predictions.loc[predictions["label"] == label]
     sample = gallery_sample(rows, per_class)
-    if rows.empty:
-        body = f'<p class="note">No micrograph was graded {esc(label)}.</p>'
-        note = None
-    else:
+    note = None
+    if not rows.empty:
         k = min(len(sample), math.ceil(per_class / 2)) if len(rows) > per_class else len(sample)
         note = (
             f"Showing {len(sample)} of {len(rows)} micrographs graded {label}"
@@ -140,8 +139,5 @@ def gallery_section(
             + (" Each links to its review page in the labelling app." if review_url else "")
             + " A red frame marks a prediction that disagrees with the experts' consensus label."
         )
-        body = (
-            '<div class="gallery">' + "".join(_item(r, get_images, review_url) for _, r in sample.iterrows()) + "</div>"
-        )
-    title = f"Gallery: {label} ({len(rows)})"
-    return section(f"gallery-{label}", title, body, note=note)
+    items = [_item(r, get_images, review_url) for _, r in sample.iterrows()]
+    return {"label": label, "n": len(rows), "note": note, "entries": items}

@@ -5,9 +5,12 @@ The page has no JavaScript and loads nothing from the network: plots and images 
 labelling app. Counts are machine-readable (``data-count`` attributes on the summary cells), so a
 test or a script can compare them with ``predictions.csv``.
 
-Sections (each an element with this id): ``summary``, ``rejects``, ``warnings``,
-``gallery-good``, ``gallery-medium``, ``gallery-bad``, ``scores``, ``timeline``, ``evaluation``,
-``model``.
+The page is laid out by the jinja2 templates in ``templates/`` (autoescaped: every value a user
+or a file supplied is escaped); the functions of :mod:`.sections`, :mod:`.gallery` and :mod:`.oof`
+compute what each section shows. Sections, in order (each an element with this id):
+``summary``, ``out-of-fold`` (the model card's out-of-fold estimate), ``rejects``, ``warnings``,
+``gallery-good``, ``gallery-medium``, ``gallery-bad``, ``scores``, ``timeline``, ``evaluation``
+(against consensus labels in this run), ``model``.
 """
 
 from __future__ import annotations
@@ -19,21 +22,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from micrograde.pipeline.io.atomic import atomic_write_bytes, atomic_write_text
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.report.gallery import ImageGetter, gallery_section
-from micrograde.pipeline.report.html import STYLE, esc, fmt
+from micrograde.pipeline.io.atomic import atomic_write_bytes, atomic_write_text
+from micrograde.pipeline.report.gallery import ImageGetter, gallery_view
+from micrograde.pipeline.report.oof import oof_view
+from micrograde.pipeline.report.render import fmt, render
 from micrograde.pipeline.report.sections import (
-    evaluation_section,
-    model_section,
-    rejects_section,
-    scores_section,
-    summary_section,
-    timeline_section,
-    warnings_section,
+    evaluation_view,
+    model_view,
+    rejects_view,
+    scores_view,
+    summary_view,
+    timeline_view,
+    warnings_view,
 )
 
 __all__ = [
+    "SECTIONS",
     "SECTION_IDS",
     "PREDICTION_COLUMNS",
     "build_report",
@@ -42,18 +47,21 @@ __all__ = [
     "prediction_frame",
 ]
 
-SECTION_IDS: tuple[str, ...] = (
-    "summary",
-    "rejects",
-    "warnings",
-    "gallery-good",
-    "gallery-medium",
-    "gallery-bad",
-    "scores",
-    "timeline",
-    "evaluation",
-    "model",
+#: The page's sections in order: id, navigation name, template (in ``templates/``).
+SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("summary", "Summary", "summary.html.j2"),
+    ("out-of-fold", "Out-of-fold", "oof.html.j2"),
+    ("rejects", "Rejects", "rejects.html.j2"),
+    ("warnings", "Warnings", "warnings.html.j2"),
+    ("gallery-good", "Good", "gallery.html.j2"),
+    ("gallery-medium", "Medium", "gallery.html.j2"),
+    ("gallery-bad", "Bad", "gallery.html.j2"),
+    ("scores", "Scores", "scores.html.j2"),
+    ("timeline", "Timeline", "timeline.html.j2"),
+    ("evaluation", "Evaluation", "evaluation.html.j2"),
+    ("model", "Model", "model.html.j2"),
 )
+SECTION_IDS: tuple[str, ...] = tuple(sid for sid, _, _ in SECTIONS)
 #: Leading columns of predictions.csv, in order; other columns follow.
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "micrograph",
@@ -78,18 +86,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "pixel_size",
     "cache_key",
 )
-_NAV = {
-    "summary": "Summary",
-    "rejects": "Rejects",
-    "warnings": "Warnings",
-    "gallery-good": "Good",
-    "gallery-medium": "Medium",
-    "gallery-bad": "Bad",
-    "scores": "Scores",
-    "timeline": "Timeline",
-    "evaluation": "Evaluation",
-    "model": "Model",
-}
 _REQUIRED = ("micrograph", "label", "p_good", "p_medium", "p_bad", "confidence")
 
 
@@ -102,7 +98,7 @@ def _check(predictions: pd.DataFrame) -> None:
         raise ValueError(f"predictions hold unknown label(s) {bad}; expected {LABELS}")
 
 
-def _stamp(run_info: Mapping | None) -> str:
+def _stamp(run_info: Mapping | None) -> list[tuple[str, str]]:
     info = dict(run_info or {})
     fields = [
         ("run", info.get("run_id")),
@@ -111,12 +107,11 @@ def _stamp(run_info: Mapping | None) -> str:
         ("model", info.get("model_id")),
         ("inputs digest", info.get("inputs_digest")),
     ]
-    items = "".join(f"<span>{esc(k)}: <code>{esc(fmt(v))}</code></span>" for k, v in fields)
+    stamp = [(k, fmt(v)) for k, v in fields]
     cmd = info.get("command_line")
     if cmd:
-        cmd = " ".join(map(str, cmd)) if isinstance(cmd, list | tuple) else str(cmd)
-        items += f"<span>command: <code>{esc(cmd)}</code></span>"
-    return f'<div class="stamp">{items}</div>'
+        stamp.append(("command", " ".join(map(str, cmd)) if isinstance(cmd, list | tuple) else str(cmd)))
+    return stamp
 
 
 def build_report(
@@ -136,31 +131,37 @@ def build_report(
     ``get_images(cache_key) -> (thumbnail uint8, spectrum float32)`` supplies the gallery images;
     a failing call shows a placeholder. ``metrics`` overrides the metrics computed from the
     ``consensus`` column. ``review_url`` is the labelling app's base URL; each gallery item links to
-    ``{review_url}/micrograph/{micrograph_id}?review=1``.
+    ``{review_url}/micrograph/{micrograph_id}?review=1``. ``card`` is the model card (its
+    ``evaluation`` block fills the out-of-fold section).
     """
     _check(predictions)
     predictions = predictions.reset_index(drop=True)
     rejects = rejects if rejects is not None else pd.DataFrame(columns=["path", "reason", "detail"])
+    views = {
+        "summary": summary_view(predictions, rejects),
+        "out-of-fold": oof_view(card),
+        "rejects": rejects_view(rejects),
+        "warnings": warnings_view(list(warnings or ())),
+        **{
+            f"gallery-{lab}": gallery_view(lab, predictions, get_images, review_url, gallery_per_class)
+            for lab in LABELS
+        },
+        "scores": scores_view(predictions),
+        "timeline": timeline_view(predictions),
+        "evaluation": evaluation_view(predictions, metrics),
+        "model": model_view(card),
+    }
     run_id = (run_info or {}).get("run_id")
-    title = f"micrograde report{f' - run {run_id}' if run_id else ''}"
-    parts = [
-        summary_section(predictions, rejects),
-        rejects_section(rejects),
-        warnings_section(list(warnings or ())),
-        *(gallery_section(lab, predictions, get_images, review_url, gallery_per_class) for lab in LABELS),
-        scores_section(predictions),
-        timeline_section(predictions),
-        evaluation_section(predictions, metrics),
-        model_section(card),
-    ]
-    nav = "".join(f'<a href="#{sid}">{esc(_NAV[sid])}</a>' for sid in SECTION_IDS)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-        f"<header><h1>{esc(title)}</h1>{_stamp(run_info)}</header><nav>{nav}</nav>"
-        f'<main data-total="{len(predictions)}">{"".join(parts)}</main></body></html>\n'
+    return render(
+        "report.html.j2",
+        {
+            "title": f"micrograde report{f' - run {run_id}' if run_id else ''}",
+            "stamp": _stamp(run_info),
+            "total": len(predictions),
+            "sections": [
+                {"sid": sid, "nav": nav, "template": template, "view": views[sid]} for sid, nav, template in SECTIONS
+            ],
+        },
     )
 
 

@@ -140,13 +140,18 @@ def class_fraction_over_time(predictions: pd.DataFrame, bins: int = 12, max_sess
 
 
 def confusion_matrix_plot(
-    cm: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str] = LABELS, *, title: str = "Confusion matrix"
+    cm: Sequence[Sequence[int]] | np.ndarray,
+    labels: Sequence[str] = LABELS,
+    *,
+    title: str = "Confusion matrix",
+    size: tuple[float, float] = (4.2, 3.6),
 ) -> bytes:
-    """Counts with row-normalised shading; rows = consensus label, columns = predicted."""
+    """Counts with row-normalised shading; rows = consensus label, columns = predicted.
+    ``size`` is the figure's (width, height) in inches."""
     cm = np.asarray(cm, dtype=float)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    fig = _figure(4.2, 3.6)
+    fig = _figure(*size)
     ax = fig.subplots()
     ax.set_title(title, fontsize=9)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
