@@ -50,24 +50,19 @@ def labels_csv(path: Path, truth: pd.DataFrame, sim_dir: Path) -> Path:
 
 
 def train_tiny_model(root: Path, truth: pd.DataFrame, sim_dir: Path) -> str:
-    """Label the ingested micrographs with the truth and train a one-epoch LeNet; returns the model id.
+    """Label the ingested micrographs with the truth and train a grader on the cheapest head; returns the model id.
 
     Runs the train flow (a subflow when called inside a flow, as :func:`tiny_train_flow` does).
     """
     from micrograde.flows.context import RunContext
     from micrograde.flows.train import train_flow
     from micrograde.labeling.store import import_labels
-    from micrograde.models.training.recipe import TrainConfig
-    from micrograde.models.training.run import TrainRunConfig
+    from micrograde.models.grading import GraderConfig
 
     ctx = RunContext(root=root, command="test")
     ws = ctx.workspace()
     import_labels(ws, labels_csv(root / "truth-labels.csv", truth, sim_dir), "ana", "senior-scientist")
-    cfg = TrainRunConfig(
-        train=TrainConfig(backbone="lenet", weights="none", epochs_head=1, epochs_finetune=0, batch_size=8),
-        min_per_class=1,
-    )
-    return train_flow(ctx, cfg).model_id
+    return train_flow(ctx, GraderConfig(heads=("baseline",), finetune="never")).model_id
 
 
 def tiny_train_flow():

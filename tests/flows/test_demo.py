@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from micrograde.flows.demo import DemoConfig
 
-SECTIONS = ("summary", "rejects", "warnings", "gallery-good", "gallery-medium", "gallery-bad", "scores", "timeline",
+SECTIONS = ("summary", "out-of-fold", "rejects", "warnings", "gallery-good", "gallery-medium", "gallery-bad", "scores", "timeline",
             "evaluation", "model")
 
 
@@ -26,6 +26,8 @@ def test_demo_runs_end_to_end_and_writes_a_full_report(prefect_harness, tmp_path
     lines = result.output.strip().splitlines()
     for step in range(1, 7):
         assert f"[{step}/6] " in result.output, f"step {step} not announced"
+    assert "out-of-fold estimate on 27 labels: macro-F1" in result.output  # 3 training sessions x 9
+    assert "held-back session k2_au_quantifoil: grades agree with its labels at macro-F1" in result.output
     report = Path(lines[-1])
     assert report.parent == root / "reports" and (report / "report.html").is_file()
     html = (report / "report.html").read_text(encoding="utf-8")

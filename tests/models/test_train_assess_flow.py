@@ -25,15 +25,13 @@ HELD_OUT = "falcon4i_cu_quantifoil"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, prefect_harness):
-    """A workspace with three labelled sessions ingested, one unlabelled, and one model trained."""
+    """A workspace with three labelled sessions ingested, one unlabelled, and one grader trained."""
     from micrograde.flows.context import RunContext
     from micrograde.flows.ingest import ingest_flow
     from micrograde.flows.train import train_flow
     from micrograde.labeling.store import import_labels
-    from micrograde.models.training.recipe import TrainConfig
-    from micrograde.models.training.run import TrainRunConfig
+    from micrograde.models.grading import GraderConfig
     from micrograde.pipeline.sim.files import write_collection
-    from micrograde.pipeline.data.splits import SplitConfig
 
     base = tmp_path_factory.mktemp("trained")
     truth = write_collection(base / "sim", 96, seed=11)
@@ -44,35 +42,27 @@ def trained(tmp_path_factory, prefect_harness):
     labelled[["micrograph", "label"]].to_csv(labels, index=False)
     with Workspace.open(root) as ws:
         import_labels(ws, labels, "senior", "senior-scientist")
-    # the held-out session is the test set: train on two labelled sessions, validate on the third
-    cfg = TrainRunConfig(train=TrainConfig(epochs_head=8, epochs_finetune=6, batch_size=16, seed=0),
-                         split=SplitConfig(test_fraction=0.0))
-    outcome = train_flow(RunContext(root=root, command="pytest train"), cfg)
+    outcome = train_flow(RunContext(root=root, command="pytest train"), GraderConfig())
     return base, root, truth, outcome
 
 
 def test_model_is_registered_with_a_complete_card(trained):
-    _base, root, _truth, outcome = trained
+    _base, root, truth, outcome = trained
     card = json.loads((outcome.model_dir / "card.json").read_text())
+    assert card["kind"] == "grader" and card["classes"] == ["good", "medium", "bad"]
     assert card["backbone"]["name"] == "efficientnet_lite0" and card["weights"]["pretrained"] is True
-    assert card["classes"] == ["good", "medium", "bad"]
-    assert card["input"]["layout"] == "image,spectrum,image"
     assert card["command_line"] == "pytest train" and card["training"]["data_digest"]
-    groups = card["training"]["groups"]
-    sides = [set(groups[s]) for s in ("train", "val", "test")]
-    assert all(a.isdisjoint(b) for i, a in enumerate(sides) for b in sides[i + 1:])
-    assert HELD_OUT not in set().union(*sides)
-    assert set(groups["test"]) == set()
-    assert len(card["history"]) >= 2 and {"train_loss", "val_loss"} <= set(card["history"][0])
+    # leave-one-session-out over the three labelled sessions; the held-out session was never seen
+    ev = card["evaluation"]
+    assert ev["protocol"] == "leave-one-session-out" and ev["n_folds"] == 3
+    assert HELD_OUT not in card["training"]["groups"] and len(card["training"]["groups"]) == 3
+    assert ev["n_labelled"] == card["training"]["n_fitted"] == int((truth["session"] != HELD_OUT).sum())
     assert {"temperature", "ece_before", "ece_after"} <= set(card["calibration"])
-    # the fusion stage ran and the card says which head grades, with the validation figures behind it
-    head = card["head"]
-    decided = head["validation"] if head["kind"] == "fusion" else head["fusion_rejected"]
-    assert {"network_alone_macro_f1", "fused_macro_f1"} <= set(decided)
-    assert (head["kind"] == "fusion") == (decided["fused_macro_f1"] >= decided["network_alone_macro_f1"])
+    assert card["head"]["kind"] == ev["chosen"] and card["metrics"] == ev["oof"]
+    assert card["input"]["measures"] and "crystalline_area" in card["input"]["measures"]
     with Workspace.open(root) as ws, ws.session() as s:
         assert s.get(ModelRow, outcome.model_id) is not None
-        # ingest cached every score and measure the fused head reads, with finite values
+        # ingest cached every score and measure the heads read, with finite values
         key = s.execute(select(Micrograph.cache_key)).scalars().first()
         cached = load_measures(ws.cache_dir, key)
         assert tuple(cached) == PHYSICAL_NAMES
@@ -109,21 +99,26 @@ def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path)
     assert second.set_index("micrograph")["p_good"].equals(pred.set_index("micrograph")["p_good"])
 
 
-def test_fine_tuning_learns_on_the_held_out_session(trained):
+def test_evaluate_grades_the_labelled_micrographs_the_model_never_saw(trained):
     _base, root, truth, outcome = trained
     from micrograde.flows.context import RunContext
-    from micrograde.flows.train import evaluate_flow
+    from micrograde.flows.train import ModelNotFoundError, evaluate_flow
     from micrograde.labeling.store import import_labels
 
+    with pytest.raises(ModelNotFoundError, match="not trained on"):  # every label so far was used in training
+        evaluate_flow(RunContext(root=root), outcome.model_id)
     held = truth[truth["session"] == HELD_OUT]
     labels = root.parent / "held_labels.csv"
     held[["micrograph", "label"]].to_csv(labels, index=False)
     with Workspace.open(root) as ws:
         import_labels(ws, labels, "checker", "postdoc")
-    result = evaluate_flow(RunContext(root=root), outcome.model_id, [HELD_OUT])
-    assert result["n"] == len(held)
+    result = evaluate_flow(RunContext(root=root), outcome.model_id)
+    assert result["n"] == len(held)  # only the session it never saw
+    assert result["out_of_fold"]["n"] == int((truth["session"] != HELD_OUT).sum())
     # chance is 1/3 for three balanced classes
     assert result["metrics"]["macro_f1"] > 0.5, result["metrics"]
+    everything = evaluate_flow(RunContext(root=root), outcome.model_id, split="all")
+    assert everything["n"] == len(truth)
 
 
 def test_bad_inputs_are_quarantined_and_listed_in_the_report(trained, tmp_path):

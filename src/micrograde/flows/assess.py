@@ -64,11 +64,12 @@ class AssessOutcome:
 def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConfig):
     from micrograde.labeling.consensus import consensus_table
     from micrograde.models.batch_predict import predict_cached
-    from micrograde.models.infer import Predictor, apply_thresholds
+    from micrograde.models.grading.grader import load_grader
+    from micrograde.models.infer import apply_thresholds
     from micrograde.pipeline.report.outputs import prediction_table
 
     ws = ctx.workspace()
-    predictor = Predictor(ws.models_dir / model_id)
+    predictor = load_grader(ws.models_dir / model_id)
     rows = micrograph_table(ws, ids)
     probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
                                      num_workers=cfg.num_workers, progress=ctx.progress)

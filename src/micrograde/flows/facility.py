@@ -73,7 +73,7 @@ class FacilityConfig(FrozenModel):
     review_url: str | None = None
     retrain_after: int | None = Field(None, ge=1, description="new labels since the latest model that start a retrain")
     retrain_deployment: str | None = Field(None, description="deployment the watch flow starts to retrain")
-    train: dict[str, Any] = Field(default_factory=dict, description="TrainRunConfig fields for retraining")
+    train: dict[str, Any] = Field(default_factory=dict, description="GraderConfig fields for retraining")
 
 
 @dataclass
@@ -364,11 +364,11 @@ def retrain_flow(ctx: RunContext, cfg: FacilityConfig | None = None, force: bool
     if not force and n_new < threshold:
         out = RetrainOutcome(False, n_new)
     else:
-        from micrograde.models.training.run import TrainRunConfig
+        from micrograde.models.grading import GraderConfig
 
         from micrograde.flows.train import train_flow
 
-        res = subflow(train_flow)(ctx, TrainRunConfig.model_validate(cfg.train))
+        res = subflow(train_flow)(ctx, GraderConfig.model_validate(cfg.train))
         out = RetrainOutcome(True, n_new, res.model_id, str(res.model_dir), dict(res.metrics), list(res.warnings))
     _rename_run(out.title())
     return out

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from micrograde.labeling.consensus import consensus_table
-from micrograde.models.training.run import TrainOutcome, TrainRunConfig, evaluate_model, train_model
+from micrograde.models.grading import GraderConfig, GraderOutcome, train_grader
 from micrograde.pipeline.catalogue.schema import ModelRow
 from micrograde.pipeline.catalogue.query import micrograph_table
 from micrograde.pipeline.catalogue.workspace import Workspace, new_run_id
@@ -26,14 +23,9 @@ __all__ = [
     "labelled_table",
     "latest_model_id",
     "ModelNotFoundError",
-    "DistributedTrainingError",
     "train_flow",
     "evaluate_flow",
 ]
-
-
-class DistributedTrainingError(RuntimeError):
-    """A data-parallel (torchrun) training run failed; its processes printed why."""
 
 
 class ModelNotFoundError(LookupError):
@@ -72,35 +64,16 @@ def load_labelled_task(ctx: RunContext) -> pd.DataFrame:
     return labelled_table(ctx.workspace())
 
 
-@task(name="fine-tune", cache_policy=NO_CACHE)
-def train_task(ctx: RunContext, table: pd.DataFrame, cfg: TrainRunConfig, model_id: str) -> TrainOutcome:
+@task(name="train-grader", cache_policy=NO_CACHE)
+def train_task(ctx: RunContext, table: pd.DataFrame, cfg: GraderConfig, model_id: str) -> GraderOutcome:
     ws = ctx.workspace()
-    return train_model(table, ws.cache_dir, ws.models_dir / model_id, cfg, model_id=model_id,
-                       command_line=ctx.command, progress=ctx.progress,
-                       log=print if ctx.progress else (lambda _l: None))
-
-
-@task(name="fine-tune-ddp", cache_policy=NO_CACHE)
-def train_ddp_task(ctx: RunContext, cfg: TrainRunConfig, model_id: str, nproc: int) -> TrainOutcome:
-    """Fine-tune in ``nproc`` data-parallel processes launched by torchrun (see src/micrograde/flows/train_ddp.py)."""
-    from micrograde.models.checkpoint import read_card
-
-    model_dir = ctx.workspace().models_dir / model_id
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg_path = Path(tmp) / "train.json"
-        cfg_path.write_text(cfg.model_dump_json())
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "micrograde.flows.train_ddp", ctx.root, str(cfg_path), model_id,
-               *(["--db", ctx.db_url] if ctx.db_url else []), *(["--command", ctx.command] if ctx.command else [])]
-        done = subprocess.run(cmd, check=False)
-    if done.returncode != 0:
-        raise DistributedTrainingError(f"distributed training failed (torchrun exit code {done.returncode})")
-    card = read_card(model_dir)
-    return TrainOutcome(model_id, model_dir, card, card.get("metrics", {}), card.get("warnings", []), [])
+    return train_grader(table, ws.cache_dir, ws.models_dir / model_id, cfg, model_id=model_id,
+                        command_line=ctx.command, progress=ctx.progress,
+                        log=print if ctx.progress else (lambda _l: None))
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
-def register_task(ctx: RunContext, outcome: TrainOutcome) -> None:
+def register_task(ctx: RunContext, outcome: GraderOutcome) -> None:
     with ctx.workspace().transaction() as s:
         s.add(ModelRow(id=outcome.model_id, path=str(outcome.model_dir), backbone=outcome.card["backbone"]["name"],
                        card=outcome.card))
@@ -111,44 +84,55 @@ def _train_name() -> str:
 
 
 @flow(name="micrograde-train", flow_run_name=_train_name, validate_parameters=False)
-def train_flow(ctx: RunContext, cfg: TrainRunConfig | None = None, nproc: int = 1) -> TrainOutcome:
-    """Fine-tune a model on the consensus labels and register it (the facility's retrain flow calls it).
-
-    ``nproc`` > 1 fine-tunes in that many data-parallel processes (torchrun; one per GPU)."""
-    cfg = cfg or TrainRunConfig()
+def train_flow(ctx: RunContext, cfg: GraderConfig | None = None) -> GraderOutcome:
+    """Train a grader on the consensus labels (candidate heads cross-validated by session, the best refitted on
+    every label) and register it (the facility's retrain flow calls it)."""
+    cfg = cfg or GraderConfig()
     model_id = new_run_id("model-")
-    if nproc > 1:
-        outcome = train_ddp_task(ctx, cfg, model_id, nproc)
-    else:
-        table = load_labelled_task(ctx)
-        outcome = train_task(ctx, table, cfg, model_id)
+    outcome = train_task(ctx, load_labelled_task(ctx), cfg, model_id)
     register_task(ctx, outcome)
     return outcome
 
 
+def _training_keys(grader, model_dir: Path) -> set[str]:
+    from micrograde.models.grading.grader import read_training_rows
+
+    card = grader.card
+    if card.get("kind") == "grader":
+        return set(read_training_rows(model_dir, card)["cache_key"])
+    return set()  # a micrograde 0.1 model: its training set is not recorded per micrograph
+
+
 @flow(name="micrograde-evaluate", validate_parameters=False)
 def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequence[str] | None = None,
-                  split: str = "test") -> dict:
-    """Metrics of a model on labelled micrographs: its test split (default), or chosen sessions."""
-    from micrograde.models.infer import Predictor
+                  split: str = "unseen") -> dict:
+    """Metrics of a model on labelled micrographs: those it never saw in training (default), every
+    labelled one (``split="all"``), or the labelled micrographs of chosen sessions that it never saw."""
+    from micrograde.models.grading.grader import load_grader
+    from micrograde.models.infer import apply_thresholds
+    from micrograde.pipeline.data.metrics import classification_metrics
 
     ws = ctx.workspace()
     model_id = latest_model_id(ws, model_id)
-    predictor = Predictor(ws.models_dir / model_id, device="cpu")
+    grader = load_grader(ws.models_dir / model_id)
     table = labelled_table(ws)
-    training = predictor.card.get("training", {})
-    if sessions:
-        table, what = table[table["session"].isin(list(sessions))], f"sessions {', '.join(sessions)}"
-    elif split == "all":
-        what = "every labelled micrograph"
-    else:
-        group_by = training.get("split_by", "session")
-        groups = training.get("groups", {}).get(split) or []
-        table, what = table[table[group_by].astype(str).isin(groups)], f"the {split} split ({group_by}: {', '.join(groups)})"
-    key = predictor.card["input"]["preprocess"].get("preprocess_key")
+    key = grader.card["input"]["preprocess"].get("preprocess_key")
     if key:
         table = table[table["preprocess_key"] == key]
+    seen = _training_keys(grader, ws.models_dir / model_id)
+    if split == "all":
+        what = "every labelled micrograph (including those it was trained on)"
+    else:
+        table = table[~table["cache_key"].isin(seen)]
+        what = "labelled micrographs it was not trained on"
+    if sessions:
+        table = table[table["session"].isin(list(sessions))]
+        what += f" in sessions {', '.join(sessions)}"
     if table.empty:
-        raise ModelNotFoundError(f"no labelled micrographs in {what} to evaluate model {model_id} on")
-    metrics = evaluate_model(predictor, ws.cache_dir, table)
-    return {"model_id": model_id, "evaluated_on": what, "n": int(len(table)), "metrics": metrics}
+        raise ModelNotFoundError(f"no {what} to evaluate model {model_id} on: label micrographs it has not seen "
+                                 "(its out-of-fold figures are in its card and `micrograde train`'s summary)")
+    probs = grader.predict(list(table["cache_key"]), cache_dir=ws.cache_dir)
+    predicted, _conf = apply_thresholds(probs, grader.thresholds)
+    metrics = classification_metrics(list(table["label"]), predicted, probs)
+    return {"model_id": model_id, "evaluated_on": what, "n": int(len(table)), "metrics": metrics,
+            "out_of_fold": (grader.card.get("evaluation") or {}).get("oof")}

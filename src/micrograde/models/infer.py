@@ -3,8 +3,9 @@
 :class:`Predictor` loads the model and its card once, then :meth:`Predictor.predict` runs a
 DataLoader (with workers) under ``torch.inference_mode`` in channels-last memory format and
 returns temperature-calibrated probabilities in :data:`LABELS` order (p_good, p_medium, p_bad).
-A model whose card names a fused head (:mod:`.fusion`) grades from the network's pooled features
-and the physical measures cached with each micrograph.
+(This is the fine-tuned network of the grader's ``finetune`` candidate, and of models trained by
+micrograde 0.1; graders made of frozen features and scikit-learn heads are
+:class:`micrograde.models.grading.Grader`.)
 
 Thresholds (:func:`apply_thresholds`): ``{"good": 0.7}`` means "only call good when
 p_good >= 0.7". Rule: the classes are tried from the most to the least probable, and the first
@@ -28,8 +29,7 @@ from torch.utils.data import Dataset
 from micrograde.pipeline.config import LABELS
 from micrograde.models.calibration import apply_temperature
 from micrograde.models.checkpoint import ModelCardMismatch, load_model
-from micrograde.models.fusion import FusionHead, load_fusion
-from micrograde.models.training.loop import autocast, make_loader, pooled_features, resolve_device
+from micrograde.models.training.loop import autocast, make_loader, resolve_device
 
 __all__ = ["Predictor", "apply_thresholds", "check_thresholds"]
 
@@ -73,7 +73,6 @@ class Predictor:
     expect_layout: str | None = None
     model: nn.Module = field(init=False, repr=False)
     card: dict = field(init=False, repr=False)
-    fusion: FusionHead | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.model_dir = Path(self.model_dir)
@@ -83,8 +82,6 @@ class Predictor:
             device=self._device,
         )
         self.model = self.model.to(memory_format=torch.channels_last).eval()
-        head = self.card.get("head") or {"kind": "network"}
-        self.fusion = load_fusion(self.model_dir, head["fusion"]) if head.get("kind") == "fusion" else None
 
     @property
     def model_id(self) -> str:
@@ -124,27 +121,20 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, ds: Dataset, *, batch_size: int = 64, num_workers: int = 0, progress: bool = False) -> np.ndarray:
-        """Raw logits (N, 3), float32, in dataset order (log-probabilities of the fused head when the
-        model has one: the network's pooled features with the cached physical measures)."""
+        """Raw logits (N, 3), float32, in dataset order."""
         from tqdm.auto import tqdm
 
         self._check(ds)
         loader = make_loader(ds, batch_size=batch_size, num_workers=num_workers, device=self._device)
-        forward = self.model if self.fusion is None else pooled_features(self.model)
         out = []
         for batch in tqdm(loader, desc="predict", leave=False, disable=not progress, dynamic_ncols=True):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             x = x.to(self._device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with autocast(self._device):
-                out.append(forward(x).float().cpu())
+                out.append(self.model(x).float().cpu())
         if not out:
             return np.zeros((0, len(LABELS)), np.float32)
-        z = torch.cat(out).numpy()
-        if self.fusion is None:
-            return z
-        if not hasattr(ds, "measures"):
-            raise ModelCardMismatch(f"model {self.model_id} grades with physical measures; give it a cache dataset")
-        return self.fusion.log_proba(z, ds.measures(self.fusion.measure_names))
+        return torch.cat(out).numpy()
 
     def predict(
         self,

@@ -184,9 +184,10 @@ def retrain_cmd(workspace, db, retrain_after):
 def demo_cmd(workspace, n_per_session, quick, seed):
     """Simulate a facility collection, label, train, assess a held-back session; print the report folder.
 
-    Three simulated sessions (two for training, one held back), labels from a senior scientist and
-    a noisier grad student, a brief fine-tune of the default pretrained backbone on the CPU. The
-    last line printed is the report folder (open its report.html in a browser).
+    Four simulated sessions (three for training, one held back), labels from a senior scientist and
+    a noisier grad student, a grader trained with every choice made by leave-one-session-out
+    cross-validation (its out-of-fold estimate is printed), the held-back session graded and compared
+    with its labels. The last line printed is the report folder (open its report.html in a browser).
 
     \b
     Example:

@@ -41,76 +41,114 @@ threshold_option = click.option(
 )
 
 
+def _heads(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    from micrograde.models.grading import HEADS
+
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [n for n in names if n not in HEADS]
+    if unknown:
+        raise click.BadParameter(f"unknown head(s) {', '.join(unknown)}; heads are {', '.join(HEADS)}")
+    return names
+
+
 @click.command("train")
 @workspace_option
 @db_option
-@click.option("--backbone", default=None, help="Backbone name (see `micrograde train --list-backbones`).")
+@click.option("--heads", callback=_heads, default=None, metavar="A,B,...",
+              help="Candidate heads cross-validation chooses from (default: baseline,physics,embedding,combined; "
+                   "the baseline is always evaluated).")
+@click.option("--finetune", type=click.Choice(["auto", "never", "cv"]), default="auto", show_default=True,
+              help="Fine-tuned network as a candidate: cv = evaluate it in the same folds (slow on CPU); auto = only "
+                   "when a CUDA GPU is present.")
+@click.option("--backbone", default=None, help="Pretrained backbone (see `micrograde train --list-backbones`).")
 @click.option("--weights", default="default", show_default=True,
-              help='"default" (the backbone\'s pretrained weights), "none" (from scratch) or a weights file.')
-@click.option("--epochs", type=click.IntRange(min=2), default=None,
-              help="Total epochs: half head-only with the backbone frozen, half fine-tuning (default 8+6).")
-@click.option("--balance", type=click.Choice(BALANCE_CHOICES), default="oversample", show_default=True)
+              help='"default" (the backbone\'s ImageNet weights) or a weights file; "none" (from scratch) for '
+                   "the fine-tuning candidate only.")
 @click.option("--group-by", default="session", show_default=True,
-              help="Catalogue column that splits train/validation/test without leaks (session, grid_maker...).")
-@click.option("--layout", type=click.Choice(["image,spectrum,image", "image,image,image"]),
-              default="image,spectrum,image", show_default=True, help="Input channel layout.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+              help="Catalogue column the cross-validation folds keep whole (session, grid_maker...).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-augment", is_flag=True, help="Train without augmentation.")
-@click.option("--head", "head", type=click.Choice(["fusion", "network"]), default="fusion", show_default=True,
-              help="fusion: the network's features with the physical measures (boosted trees; kept only when it "
-                   "beats the network on validation); network: the network's own classifier.")
+@click.option("--epochs", type=click.IntRange(min=2), default=None,
+              help="Fine-tuning candidate: total epochs, half head-only, half fine-tuning (default 8+6).")
+@click.option("--balance", type=click.Choice(BALANCE_CHOICES), default="oversample", show_default=True,
+              help="Fine-tuning candidate: class balancing (the other heads weight classes by their counts).")
+@click.option("--layout", type=click.Choice(["image,spectrum,image", "image,image,image"]),
+              default="image,spectrum,image", show_default=True, help="Fine-tuning candidate: input channels.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Fine-tuning candidate and feature extraction: batch size.")
+@click.option("--no-augment", is_flag=True, help="Fine-tuning candidate: train without augmentation.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes (torchrun; one per GPU, gloo on CPUs).")
+              help="Fine-tuning candidate: data-parallel processes per run (torchrun; one per GPU, gloo on CPUs).")
 @click.option("--exclude-disputed", is_flag=True, help="Leave out micrographs whose consensus is disputed.")
 @threshold_option
 @click.option("--list-backbones", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, _p, v: _list_backbones(ctx) if v else None,
               help="List the registered backbones and exit.")
-def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layout, batch_size, seed, no_augment,
-              head, nproc, exclude_disputed, thresholds):
-    """Fine-tune a pretrained CNN on the consensus labels and save it with its model card.
+def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed, epochs, balance, layout, batch_size,
+              no_augment, nproc, exclude_disputed, thresholds):
+    """Train a grader on the consensus labels and save it with its model card.
+
+    Every candidate head (a baseline on the power-spectrum profile and scores; forests on every
+    physical measure; a linear head on frozen ImageNet features of the micrograph at 8 A/px; a forest on
+    both) is cross-validated with folds that keep sessions whole (leave-one-session-out with 3 or more
+    labelled sessions); the best out-of-fold macro-F1 is refitted on every label. The summary and the
+    card give the out-of-fold figures: the honest estimate for a new session.
 
     \b
     Example:
-      micrograde train --workspace ws/ --backbone efficientnet_lite0 --epochs 12 --balance oversample
+      micrograde train --workspace ws/
+      micrograde train --workspace ws/ --finetune cv --epochs 12     # also try fine-tuning (slow on CPU)
     """
-    from micrograde.models.backbones.registry import DEFAULT_BACKBONE, MissingWeightsError
-    from micrograde.models.fusion import FusionConfig
+    from micrograde.models.backbones.registry import DEFAULT_BACKBONE, MissingWeightsError, get_spec
+    from micrograde.models.grading import EmbedderConfig, GraderConfig, TrainDataError
+    from micrograde.models.grading.heads import needs_embedding
+    from micrograde.models.training.ddp_entry import DistributedTrainingError
     from micrograde.models.training.recipe import TrainConfig
-    from micrograde.models.training.run import TrainDataError, TrainRunConfig
     from micrograde.pipeline.data.augment import AugmentConfig
-    from micrograde.pipeline.data.splits import SplitConfig, SplitError
 
     from micrograde.flows.runtime import configure_prefect
 
     ctx = run_context(workspace, db)
-    train = {"backbone": backbone or DEFAULT_BACKBONE, "weights": weights, "balance": balance,
-             "batch_size": batch_size, "seed": seed}
+    recipe = {"backbone": backbone or DEFAULT_BACKBONE, "weights": weights, "balance": balance,
+              "batch_size": batch_size, "seed": seed}
     if epochs:
-        train |= {"epochs_head": epochs // 2, "epochs_finetune": epochs - epochs // 2}
+        recipe |= {"epochs_head": epochs // 2, "epochs_finetune": epochs - epochs // 2}
     try:
-        cfg = TrainRunConfig(
-            train=TrainConfig(**train),
-            split=SplitConfig(group_by=group_by, seed=seed),
+        cfg = GraderConfig(
+            **({"heads": heads} if heads else {}),
+            finetune=finetune,
+            embedder=EmbedderConfig(backbone=backbone or DEFAULT_BACKBONE,
+                                    weights="default" if weights == "none" else weights, batch_size=batch_size),
+            group_by=group_by,
+            recipe=TrainConfig(**recipe),
             augment=AugmentConfig(enabled=not no_augment, seed=seed),
-            fusion=FusionConfig(enabled=head == "fusion", seed=seed),
             layout=layout,
+            nproc=nproc,
             thresholds=parse_thresholds(thresholds) or None,
             include_disputed=not exclude_disputed,
+            seed=seed,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if needs_embedding(cfg.heads) and (weights == "none" or get_spec(cfg.embedder.backbone).default_weights == "none"
+                                       and weights == "default"):
+        raise click.UsageError(f"heads {', '.join(h for h in cfg.heads if needs_embedding([h]))} read frozen pretrained "
+                               f"features: backbone {cfg.embedder.backbone} with weights {weights!r} has none; pass a "
+                               "weights file, another --backbone, or --heads baseline,physics")
     configure_prefect(ctx.root)
-    from micrograde.flows.train import DistributedTrainingError, train_flow
+    from micrograde.flows.train import train_flow
 
     try:
-        outcome = train_flow(ctx, cfg, nproc=nproc)
-    except (TrainDataError, SplitError, MissingWeightsError, DistributedTrainingError) as exc:
+        outcome = train_flow(ctx, cfg)
+    except (TrainDataError, MissingWeightsError, DistributedTrainingError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
-    except KeyError as exc:
-        raise click.UsageError(f"unknown backbone or option: {exc}") from exc
+    ev = outcome.card["evaluation"]
+    oof = ev["oof"]
+    click.echo(f"out-of-fold estimate ({ev['protocol']}, {ev['n_labelled']} labels): macro-F1 {oof['macro_f1']:.3f}, "
+               f"accuracy {oof['accuracy']:.3f}, ECE {oof['ece']:.3f} with head {ev['chosen']!r}; baseline macro-F1 "
+               f"{ev['baseline_oof']['macro_f1']:.3f}")
     click.echo(f"model {outcome.model_id} saved in {outcome.model_dir}")
 
 
@@ -127,12 +165,14 @@ def _list_backbones(ctx: click.Context) -> None:
 @workspace_option
 @db_option
 @click.option("--model", "model_id", default=None, help="Model id (default: the latest).")
-@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
-              help="Which labelled micrographs: a side of the model's own split, or all.")
-@click.option("--session", "sessions", multiple=True, help="Evaluate on these sessions instead (repeatable).")
+@click.option("--split", type=click.Choice(["unseen", "all"]), default="unseen", show_default=True,
+              help="unseen: labelled micrographs the model was not trained on (labels added since); all: every "
+                   "labelled micrograph, training ones included (optimistic).")
+@click.option("--session", "sessions", multiple=True, help="Only these sessions (repeatable).")
 @json_option
 def evaluate_cmd(workspace, db, model_id, split, sessions, as_json):
-    """Accuracy, balanced accuracy, macro-F1, per-class precision/recall, confusion matrix, ROC-AUC.
+    """Accuracy, balanced accuracy, macro-F1, per-class precision/recall, confusion matrix, ROC-AUC on
+    labelled micrographs the model never saw (its out-of-fold estimate is printed beside them).
 
     \b
     Example:
@@ -159,6 +199,10 @@ def evaluate_cmd(workspace, db, model_id, split, sessions, as_json):
             click.echo(f"  {key}: {m[key]:.3f}")
     for line in _confusion_lines(m):
         click.echo(line)
+    oof = result.get("out_of_fold")
+    if oof:
+        click.echo(f"  (its out-of-fold estimate at training: macro-F1 {oof['macro_f1']:.3f}, accuracy "
+                   f"{oof['accuracy']:.3f} on {oof['n']} labels)")
 
 
 def _confusion_lines(m: dict) -> list[str]:

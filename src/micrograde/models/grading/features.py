@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micrograde.pipeline.catalogue.cache import CacheMissError, cache_path
+from micrograde.pipeline.catalogue.cache import CacheMissError, cache_path, entry_measures
 from micrograde.pipeline.signal.profile import profile_names, spectrum_profile
 from micrograde.pipeline.signal.scores import SCORE_COLUMNS
 
@@ -55,12 +55,6 @@ class Features:
         return np.hstack([self.blocks[b] for b in blocks]).astype(np.float32, copy=False)
 
 
-def _physical(npz, measure_names: Sequence[str] | None) -> dict[str, float]:
-    if "measures" not in npz or "measure_names" not in npz:
-        return {}
-    return {str(n): float(v) for n, v in zip(npz["measure_names"], npz["measures"], strict=True)}
-
-
 def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, measure_names: Sequence[str] | None = None,
                   progress: bool = False) -> Features:
     """The feature blocks of cache entries ``keys``.
@@ -76,7 +70,7 @@ def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, meas
         try:
             with np.load(path) as npz:
                 profiles.append(spectrum_profile(npz["radial"], npz["radial_freq"]))
-                physical.append(_physical(npz, measure_names))
+                physical.append(entry_measures(npz) or {})
         except FileNotFoundError as exc:
             raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc
     if measure_names is None:

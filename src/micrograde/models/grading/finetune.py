@@ -42,15 +42,21 @@ def _run_config(cfg):
     from micrograde.models.training.run import TrainRunConfig
     from micrograde.pipeline.data.splits import SplitConfig
 
-    return TrainRunConfig(split=SplitConfig(group_by=cfg.group_by, test_fraction=0.0, seed=cfg.seed),
-                          preprocess=cfg.preprocess)
+    return TrainRunConfig(train=cfg.recipe, augment=cfg.augment, layout=cfg.layout, preprocess=cfg.preprocess,
+                          split=SplitConfig(group_by=cfg.group_by, test_fraction=0.0, seed=cfg.seed))
 
 
 def _fit(table: pd.DataFrame, cache_dir: Path, out: Path, cfg, name: str, progress: bool, log) -> Path:
-    from micrograde.models.training.run import train_model
+    """Fine-tune on ``table`` into ``out``: in this process, or in ``cfg.nproc`` torchrun processes."""
+    table = table.reset_index(drop=True)
+    if cfg.nproc <= 1:
+        from micrograde.models.training.run import train_model
 
-    train_model(table.reset_index(drop=True), cache_dir, out, _run_config(cfg), model_id=name, progress=progress,
-                log=log)
+        train_model(table, cache_dir, out, _run_config(cfg), model_id=name, progress=progress, log=log)
+        return out
+    from micrograde.models.training.ddp_entry import run_torchrun
+
+    run_torchrun(table, cache_dir, out, _run_config(cfg), name, cfg.nproc)
     return out
 
 

@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import skops.io as sio
 
+from micrograde.models.checkpoint import ModelLoadError, check_card, read_card
 from micrograde.models.grading.embedding import EmbedderConfig, EmbeddingStore
 from micrograde.models.grading.features import load_features
 from micrograde.models.grading.heads import FittedHead, needs_embedding
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.io.atomic import atomic_write_bytes
 
-__all__ = ["HEADS_FILE", "TRAINING_FILE", "GraderFileError", "save_heads", "load_heads", "model_file",
+__all__ = ["HEADS_FILE", "TRAINING_FILE", "GraderFileError", "save_heads", "load_heads", "model_file", "load_grader",
+           "read_training_rows",
            "apply_temperature_to_probs", "Grader"]
 
 HEADS_FILE = "heads.skops"
@@ -37,7 +39,7 @@ _TRUSTED = ("sklearn.tree._tree.Tree",)
 _EPS = 1e-6
 
 
-class GraderFileError(ValueError):
+class GraderFileError(ModelLoadError):
     """A grader's file is missing, altered, outside its folder, or holds types that are not trusted."""
 
 
@@ -102,12 +104,11 @@ class Grader:
     _embedder: object = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        from micrograde.models.checkpoint import read_card
-
         self.model_dir = Path(self.model_dir)
         self.card = read_card(self.model_dir)
         if self.card.get("kind") != "grader":
             raise GraderFileError(f"{self.model_dir} is not a grader model folder")
+        check_card(self.card)
         files = self.card.get("files", {})
         self.heads = load_heads(self.model_dir, files["heads"]) if "heads" in files else {}
         if self.head not in self.heads and self.head != "finetune":
@@ -170,3 +171,19 @@ def read_training_rows(model_dir: Path, card: Mapping):
 
     _path, data = model_file(model_dir, card["files"]["training"])
     return pd.read_csv(io.BytesIO(data), dtype=str)
+
+
+def load_grader(model_dir: Path, *, device: str = "cpu"):
+    """The model in ``model_dir``, loaded once: a :class:`Grader`, or a :class:`~micrograde.models.infer.Predictor`
+    for a fine-tuned network trained by micrograde 0.1. A 0.1 model whose fused head was saved with
+    pickle (``fusion.joblib``) is refused: retrain it."""
+    card = read_card(Path(model_dir))
+    if card.get("kind") == "grader":
+        return Grader(Path(model_dir), device=device)
+    if (card.get("head") or {}).get("kind") == "fusion":
+        raise GraderFileError(f"model {card.get('id', Path(model_dir).name)} was made by micrograde 0.1 with a fused "
+                              "head saved as a pickle file, which micrograde no longer loads: retrain with "
+                              "`micrograde train`")
+    from micrograde.models.infer import Predictor
+
+    return Predictor(Path(model_dir), device=device)

@@ -61,7 +61,7 @@ BASELINE = "baseline"
 
 
 def needs_embedding(names) -> bool:
-    return any("embedding" in HEADS[n].blocks for n in names)
+    return any(n in HEADS and "embedding" in HEADS[n].blocks for n in names)
 
 
 def _power_normalise(x: np.ndarray) -> np.ndarray:

@@ -119,7 +119,8 @@ def summarise(y: np.ndarray, probs: np.ndarray, groups: Sequence | None = None) 
 
 
 def choose(summaries: dict[str, dict]) -> str:
-    """The head with the best OOF macro-F1 (to 3 decimals); ties: lower log-loss, then registry order."""
-    order = list(HEADS)
+    """The head with the best OOF macro-F1 (to 3 decimals); ties: lower log-loss, then the simpler head (registry
+    order; the fine-tuned network, the costliest, last)."""
+    order = [*HEADS, "finetune"]
     return min(summaries, key=lambda n: (-round(summaries[n]["macro_f1"] or 0.0, 3), round(summaries[n]["log_loss"], 3),
                                          order.index(n)))

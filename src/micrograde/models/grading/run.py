@@ -23,6 +23,10 @@ from micrograde.models.grading.features import load_features
 from micrograde.models.grading.grader import HEADS_FILE, TRAINING_FILE, apply_temperature_to_probs, save_heads
 from micrograde.models.grading.heads import BASELINE, HEADS, fit_head, needs_embedding
 from micrograde.models.grading.protocol import choose, cross_validate, make_folds, summarise
+from micrograde.models.training.dataset import DEFAULT_LAYOUT
+from micrograde.models.training.recipe import TrainConfig
+from micrograde.models.training.run import TrainDataError
+from micrograde.pipeline.data.augment import AugmentConfig
 from micrograde.pipeline.config import LABELS, FrozenModel, PreprocessConfig
 from micrograde.pipeline.data.diversity import diversity_lines, diversity_table, score_ranges
 from micrograde.pipeline.io.atomic import atomic_write_bytes, atomic_write_text
@@ -36,10 +40,6 @@ MIN_PER_CLASS = 5  # below this a class is reported as unreliable
 MIN_FOR_CHOICE = 20  # below this no head is chosen by cross-validation: the baseline ships
 
 
-class TrainDataError(ValueError):
-    """The labelled data cannot train a model (too few labels, one class, mixed preprocessing...)."""
-
-
 class GraderConfig(FrozenModel):
     """Everything a grader training run depends on (recorded in the model card)."""
 
@@ -50,6 +50,10 @@ class GraderConfig(FrozenModel):
     finetune: Literal["auto", "never", "cv"] = Field(
         "auto", description="fine-tuning candidate: cv = evaluate it in the same folds (slow on CPU); auto = only "
         "when a CUDA device is present; never")
+    recipe: TrainConfig = Field(TrainConfig(), description="the fine-tuning candidate's recipe")
+    augment: AugmentConfig = Field(AugmentConfig(), description="the fine-tuning candidate's augmentation")
+    layout: str = Field(DEFAULT_LAYOUT, description="the fine-tuning candidate's input channels")
+    nproc: int = Field(1, ge=1, description="data-parallel processes per fine-tuning run (torchrun)")
     thresholds: dict[str, float] | None = None
     include_disputed: bool = True
     seed: int = 0
@@ -105,19 +109,16 @@ def _candidates(cfg: GraderConfig, n: int) -> tuple[list[str], dict[str, str]]:
     heads = [BASELINE, *[h for h in cfg.heads if h != BASELINE]]
     skipped: dict[str, str] = {}
     if n < MIN_FOR_CHOICE:
-        for h in heads[1:]:
-            skipped[h] = f"not evaluated: {n} labels are too few to choose between heads (fewer than {MIN_FOR_CHOICE})"
-        heads = [BASELINE]
-    if cfg.finetune == "never":
-        skipped["finetune"] = "not evaluated: --finetune never"
-    else:
-        from micrograde.models.grading.finetune import finetune_available
+        few = f"not evaluated: {n} labels are too few to choose between heads (fewer than {MIN_FOR_CHOICE})"
+        skipped = dict.fromkeys([*heads[1:], "finetune"], few)
+        return [BASELINE], skipped
+    from micrograde.models.grading.finetune import finetune_available
 
-        reason = finetune_available(cfg.finetune)
-        if reason:
-            skipped["finetune"] = reason
-        else:
-            heads.append("finetune")
+    reason = finetune_available(cfg.finetune)
+    if reason:
+        skipped["finetune"] = reason
+    else:
+        heads.append("finetune")
     return heads, skipped
 
 

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, Sampler
 
 from micrograde.pipeline.data.augment import apply_augment, derive_seed, reseed
 from micrograde.pipeline.data.balance import BALANCE_STRATEGIES, label_indices, sample_weights, undersample
-from micrograde.pipeline.catalogue.cache import entry_measures, load_entry, load_measures
+from micrograde.pipeline.catalogue.cache import load_entry
 from micrograde.pipeline.signal.fourier import fourier_crop
 
 __all__ = ["LAYOUTS", "DEFAULT_LAYOUT", "RESIZE_MODES", "MicrographDataset", "BalancedSampler", "make_sampler",
@@ -102,8 +102,6 @@ class MicrographDataset(Dataset):
         self.epoch = 0
         self._needs_spectrum = "spectrum" in self.channels
         self._cache: list[tuple[np.ndarray, np.ndarray | None]] | None = None
-        self._measures: list[dict[str, float]] | None = None
-        self._measures_read: dict[int, dict[str, float]] = {}  # from entries already loaded for their images
         if preload:
             self._cache = [self._load(i) for i in range(len(self.cache_keys))]
 
@@ -120,21 +118,8 @@ class MicrographDataset(Dataset):
                 "image_resize": self.resize, "spectrum_resize": "area",
                 "normalisation": "cache: image and log power spectrum each mean 0, std 1"}
 
-    def measures(self, names: Sequence[str]) -> np.ndarray:
-        """(N, len(names)) float32 physical measures of every sample, in dataset order (NaN where
-        an entry lacks one name; :class:`~micrograde.pipeline.catalogue.cache.CacheMissError` when it has
-        none). Read once (with the images when preloaded), then kept."""
-        if self._measures is None:
-            self._measures = [self._measures_read[i] if i in self._measures_read else load_measures(self.cache_dir, k)
-                              for i, k in enumerate(self.cache_keys)]
-        return np.array([[m.get(n, np.nan) for n in names] for m in self._measures], dtype=np.float32
-                        ).reshape(len(self._measures), len(names))
-
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         entry = load_entry(self.cache_dir, self.cache_keys[i])
-        measures = entry_measures(entry)
-        if measures is not None:
-            self._measures_read[i] = measures
         image = fit_size(np.asarray(entry["image"], dtype=np.float32), self.input_size, self.resize)
         spectrum = None
         if self._needs_spectrum or self.augment is not None:

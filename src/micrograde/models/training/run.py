@@ -26,8 +26,6 @@ from micrograde.pipeline.data.splits import SplitConfig, check_no_leak, make_spl
 
 from micrograde.models.checkpoint import build_card, save_model
 from micrograde.models.training.dataset import DEFAULT_LAYOUT, MicrographDataset
-from micrograde.models.fusion import FusionConfig
-from micrograde.models.fusion_run import fuse
 from micrograde.models.infer import Predictor, apply_thresholds, check_thresholds
 from micrograde.models.backbones.registry import create_model, get_spec
 from micrograde.models.training.recipe import TrainConfig, fit
@@ -38,7 +36,7 @@ MIN_LABELLED = 9
 
 
 class TrainDataError(ValueError):
-    """The labelled data cannot train a model (too few labels, mixed preprocessing...)."""
+    """The labelled data cannot train a model (too few labels, one class, mixed preprocessing...)."""
 
 
 class TrainRunConfig(FrozenModel):
@@ -47,7 +45,6 @@ class TrainRunConfig(FrozenModel):
     train: TrainConfig = TrainConfig()
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
-    fusion: FusionConfig = FusionConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     layout: str = DEFAULT_LAYOUT
     input_size: int | None = Field(None, ge=32, description="network input side; default: the backbone's")
@@ -159,11 +156,6 @@ def train_model(
         say(f"WARNING: {w}")
 
     head, calibration = {"kind": "network"}, result.calibration
-    if cfg.fusion.enabled:
-        fused = fuse(result.model, train_ds, val_ds, cfg.fusion, model_dir, device=cfg.train.device,
-                     batch_size=cfg.train.batch_size, progress=progress)
-        head, calibration = fused.card_entry, fused.calibration or result.calibration
-        say(fused.summary)
 
     eval_rows = split.test if len(split.test) else split.val
     card = build_card(

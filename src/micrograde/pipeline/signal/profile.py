@@ -34,14 +34,19 @@ def profile_names() -> tuple[str, ...]:
     return (*(f"level_{f:.2f}" for f in starts), *(f"ripple_{f:.2f}" for f in starts))
 
 
-def _bin_means(values: np.ndarray, freq: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    idx = np.searchsorted(edges, freq, side="right") - 1
-    inside = (idx >= 0) & (idx < len(edges) - 1) & np.isfinite(values)
+def _bin_means(values: np.ndarray, freq: np.ndarray, edges: np.ndarray, sub: int = 20) -> np.ndarray:
+    """Mean of the piecewise-linear profile over each bin (sampled ``sub`` times per bin), so that the
+    result does not depend on where the native periodogram bins fall (that is, on the pixel size);
+    NaN where the bin has no data."""
+    ok = np.isfinite(values)
     n = len(edges) - 1
-    sums = np.bincount(idx[inside], weights=values[inside], minlength=n)[:n]
-    counts = np.bincount(idx[inside], minlength=n)[:n]
-    out = np.full(n, np.nan)
-    np.divide(sums, counts, out=out, where=counts > 0)
+    if ok.sum() < 2:
+        return np.full(n, np.nan)
+    f, v = freq[ok], values[ok]
+    width = edges[1:] - edges[:-1]
+    points = edges[:-1, None] + (np.arange(sub) + 0.5)[None, :] / sub * width[:, None]
+    out = np.interp(points, f, v).mean(axis=1)
+    out[(edges[:-1] < f[0]) | (edges[1:] > f[-1] + 1e-12)] = np.nan  # beyond the data: not measured
     return out
 
 
@@ -68,9 +73,4 @@ def spectrum_profile(radial: np.ndarray, radial_freq: np.ndarray) -> np.ndarray:
     filled = np.where(np.isfinite(filled), filled, np.nanmedian(filled))
     width = max(3, int(round(RIPPLE_WINDOW / df)) | 1)
     ripple = _bin_means(filled - ndimage.median_filter(filled, size=width, mode="nearest"), f, edges)
-    # a bin reaching beyond the data (Nyquist) is not measured
-    top = f[-1] + df / 2
-    beyond = edges[1:] > top + 1e-9
-    level[beyond] = np.nan
-    ripple[beyond] = np.nan
     return np.concatenate([level, ripple]).astype(np.float32)

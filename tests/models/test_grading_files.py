@@ -1,0 +1,76 @@
+"""Grader files: heads saved without pickle, refused when altered, outside the folder, or of untrusted types."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from micrograde.models.grading.features import Features
+from micrograde.models.grading.grader import GraderFileError, load_grader, load_heads, save_heads
+from micrograde.models.grading.heads import HEADS, fit_head
+
+
+def _features(n: int = 60, seed: int = 0) -> tuple[Features, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    blocks = {
+        "level": (rng.normal(size=(n, 31)) + y[:, None]).astype(np.float32),
+        "ripple": rng.normal(size=(n, 31)).astype(np.float32),
+        "scores": rng.normal(size=(n, 5)).astype(np.float32),
+        "measures": np.c_[rng.normal(size=(n, 2)), np.full(n, np.nan)].astype(np.float32),  # one never measured
+        # classes differ in which features respond (a direction, as network features do), not only in scale
+        "embedding": (np.abs(rng.normal(size=(n, 40))) + 2.0 * (np.arange(40)[None, :] % 3 == y[:, None])).astype(
+            np.float32),
+    }
+    return Features([f"k{i}" for i in range(n)], blocks), y
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_every_head_learns_separable_data_and_round_trips_through_skops(tmp_path, name):
+    feats, y = _features()
+    head = fit_head(name, feats.take(np.arange(0, 60, 2)), y[::2])
+    probs = head.predict_proba(feats.take(np.arange(1, 60, 2)))
+    assert probs.shape == (30, 3) and np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs.argmax(1) == y[1::2]).mean() > 0.8
+    entry = save_heads(tmp_path, {name: head})
+    again = load_heads(tmp_path, entry)[name]
+    assert np.allclose(again.predict_proba(feats), head.predict_proba(feats))
+    assert not (tmp_path / "heads.skops").read_bytes().startswith(b"\x80")  # not a pickle stream
+
+
+def test_a_class_missing_from_training_gets_probability_zero():
+    feats, y = _features()
+    rows = np.flatnonzero(y != 1)
+    probs = fit_head("physics", feats.take(rows), y[rows]).predict_proba(feats)
+    assert np.all(probs[:, 1] == 0) and np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_altered_escaping_or_untrusted_files_are_refused(tmp_path):
+    feats, y = _features()
+    entry = save_heads(tmp_path, {"baseline": fit_head("baseline", feats, y)})
+    path = tmp_path / "heads.skops"
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(GraderFileError, match="does not match the SHA-256"):
+        load_heads(tmp_path, entry)
+    path.write_bytes(data)
+    with pytest.raises(GraderFileError, match="not a file of the model folder"):
+        load_heads(tmp_path, {"file": "../heads.skops", "sha256": entry["sha256"]})
+    import hashlib
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    hostile = sio.dumps({"baseline": {"f": FunctionTransformer(eval)}})  # would run code when used
+    path.write_bytes(hostile)
+    with pytest.raises(GraderFileError, match="does not trust"):
+        load_heads(tmp_path, {"file": "heads.skops", "sha256": hashlib.sha256(hostile).hexdigest()})
+
+
+def test_a_pickled_fused_head_of_version_0_1_is_refused_with_advice(tmp_path):
+    (tmp_path / "card.json").write_text(json.dumps({"id": "old", "classes": ["good", "medium", "bad"],
+                                                    "head": {"kind": "fusion", "fusion": {"file": "fusion.joblib"}}}))
+    with pytest.raises(GraderFileError, match="retrain"):
+        load_grader(tmp_path)

@@ -1,0 +1,141 @@
+"""The grader's protocol: folds grouped by session, every candidate in the same folds, the choice and
+every figure from out-of-fold predictions, the shipped head refitted on every label."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers_grading import cached_collection
+from micrograde.models.grading import GraderConfig, Grader, make_folds, train_grader
+from micrograde.models.grading.grader import read_training_rows
+from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.data.metrics import classification_metrics
+from micrograde.pipeline.sim.model import DEFAULT_SESSIONS
+
+HELD_OUT = DEFAULT_SESSIONS[3].name
+
+
+def test_three_or_more_sessions_are_held_out_whole_one_at_a_time():
+    groups = np.repeat(["s1", "s2", "s3", "s4"], [5, 7, 3, 6])
+    y = np.arange(len(groups)) % 3
+    folds = make_folds(groups, y)
+    assert folds.protocol == "leave-one-session-out" and len(folds) == 4
+    held = []
+    for train, test in folds.splits:
+        assert set(groups[train]).isdisjoint(groups[test])  # no session on both sides
+        assert len(set(groups[test])) == 1
+        assert len(train) + len(test) == len(groups)
+        held.extend(test)
+    assert sorted(held) == list(range(len(groups)))  # every micrograph predicted exactly once
+
+
+@pytest.mark.parametrize("sessions", [["s1"], ["s1", "s2"]])
+def test_one_or_two_sessions_give_stratified_folds_within_the_sessions(sessions):
+    groups = np.array([sessions[i % len(sessions)] for i in range(40)])
+    y = np.arange(40) % 3
+    folds = make_folds(groups, y, seed=3)
+    assert folds.protocol == "stratified-k-fold" and len(folds) == 5
+    assert "same session" in folds.note
+    held = np.concatenate([test for _train, test in folds.splits])
+    assert sorted(held) == list(range(40))
+    for train, test in folds.splits:
+        assert set(np.unique(y[test])) == {0, 1, 2}  # stratified: every class in every fold
+        assert set(groups[test]) == set(sessions)
+        assert np.intersect1d(train, test).size == 0
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """Four simulated sessions (12 micrographs each, 4 per class) preprocessed into a cache."""
+    out = tmp_path_factory.mktemp("grading")
+    table = cached_collection(out, 48, seed=21)
+    return out, table
+
+
+@pytest.fixture(scope="module")
+def trained(collection):
+    out, table = collection
+    labelled = table[table["session"] != HELD_OUT].reset_index(drop=True)
+    outcome = train_grader(labelled, out / "cache", out / "model", GraderConfig(), model_id="m1",
+                           command_line="pytest", progress=False)
+    return out, table, labelled, outcome
+
+
+@pytest.mark.slow
+def test_card_shows_out_of_fold_figures_and_ships_a_model_fitted_on_every_label(trained):
+    out, _table, labelled, outcome = trained
+    card = json.loads((out / "model" / "card.json").read_text())
+    ev = card["evaluation"]
+    assert ev["protocol"] == "leave-one-session-out" and ev["n_folds"] == 3
+    assert ev["n_labelled"] == len(labelled) == card["training"]["n_fitted"]
+    # the shipped model's training set is every labelled micrograph
+    rows = read_training_rows(out / "model", card)
+    assert sorted(rows["cache_key"]) == sorted(labelled["cache_key"])
+    names = [c["name"] for c in ev["candidates"]]
+    assert names[0] == "baseline" and ev["chosen"] in names
+    chosen = next(c for c in ev["candidates"] if c["name"] == ev["chosen"])
+    base = next(c for c in ev["candidates"] if c["name"] == "baseline")
+    # the baseline ran in the same folds and the chosen head is never below it out of fold
+    assert base["macro_f1"] is not None and chosen["macro_f1"] >= base["macro_f1"]
+    assert set(ev["oof"]) >= {"macro_f1", "recall", "confusion_matrix", "ece", "per_session"}
+    assert sum(map(sum, ev["oof"]["confusion_matrix"])) == len(labelled)
+    assert {s["session"] for s in ev["oof"]["per_session"]} == set(labelled["session"])
+    finetune = next(c for c in ev["candidates"] if c["name"] == "finetune")
+    assert finetune["skipped"] and finetune["macro_f1"] is None  # no GPU here, and it says so
+    assert card["kind"] == "grader" and card["command_line"] == "pytest"
+    assert outcome.metrics["macro_f1"] == ev["oof"]["macro_f1"]
+
+
+@pytest.mark.slow
+def test_chosen_head_beats_a_constant_grade_on_a_session_it_never_saw(trained):
+    out, table, _labelled, _outcome = trained
+    held = table[table["session"] == HELD_OUT]
+    probs = Grader(out / "model").predict(list(held["cache_key"]), cache_dir=out / "cache")
+    assert probs.shape == (len(held), 3) and np.allclose(probs.sum(axis=1), 1.0)
+    f1 = classification_metrics(list(held["label"]), [LABELS[i] for i in probs.argmax(1)])["macro_f1"]
+    constant = max(classification_metrics(list(held["label"]), [c] * len(held))["macro_f1"] for c in LABELS)
+    assert f1 >= constant + 0.25, (f1, constant)
+
+
+@pytest.mark.slow
+def test_one_labelled_session_trains_with_stratified_folds_and_says_so(collection, tmp_path):
+    out, table = collection
+    one = table[table["session"] == DEFAULT_SESSIONS[0].name].reset_index(drop=True)
+    lines = []
+    outcome = train_grader(one, out / "cache", tmp_path / "m", GraderConfig(heads=("baseline", "physics")),
+                           model_id="one", progress=False, log=lines.append)
+    ev = outcome.card["evaluation"]
+    assert ev["protocol"] == "stratified-k-fold"
+    assert any("only 1 labelled session" in line and "same session" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_a_class_with_two_labels_is_reported_plainly_and_still_trains(collection, tmp_path):
+    out, table = collection
+    labelled = table[table["session"] != HELD_OUT]
+    medium = labelled[labelled["label"] == "medium"].index[:2]
+    few = pd.concat([labelled[labelled["label"] != "medium"], labelled.loc[medium]]).reset_index(drop=True)
+    lines = []
+    outcome = train_grader(few, out / "cache", tmp_path / "m", GraderConfig(heads=("baseline",)),
+                           model_id="few", progress=False, log=lines.append)
+    assert any("only 2 'medium' labels" in w for w in outcome.warnings)
+    assert any(line.startswith("WARNING: only 2 'medium' labels") for line in lines)
+    assert outcome.card["evaluation"]["class_counts"]["medium"] == 2
+    probs = Grader(tmp_path / "m").predict(list(few["cache_key"][:3]), cache_dir=out / "cache")
+    assert probs.shape == (3, 3)
+
+
+@pytest.mark.slow
+def test_too_few_labels_or_one_class_are_clear_errors(collection, tmp_path):
+    from micrograde.models.grading import TrainDataError
+
+    out, table = collection
+    with pytest.raises(TrainDataError, match="label at least 9"):
+        train_grader(table.iloc[:5], out / "cache", tmp_path / "a", model_id="a", progress=False)
+    bad = table[table["label"] == "bad"]
+    with pytest.raises(TrainDataError, match="label at least two classes"):
+        train_grader(bad, out / "cache", tmp_path / "b", model_id="b", progress=False)
