@@ -59,3 +59,38 @@ def ice_band_excess(img: np.ndarray, pixel_size: float) -> float:
     band = (freq >= 0.25) & (freq <= 0.295)
     side = ((freq >= 0.19) & (freq < 0.24)) | ((freq > 0.305) & (freq <= 0.36))
     return float(logp[band].max() - np.median(logp[side]))
+
+
+# --- family b -------------------------------------------------------------------------------
+
+def small_b_sessions():
+    """Family b's default sessions shrunk to test sizes (same modes, detectors, voltages, formats)."""
+    from micrograde.pipeline.sim.family_b import B_SESSIONS
+
+    shapes = [(200, 160), (192, 192), (144, 208), (160, 224)]
+    return tuple(
+        dataclasses.replace(s, name=f"t{s.name}", shape=shape) for s, shape in zip(B_SESSIONS, shapes, strict=True)
+    )
+
+
+def b_session(**changes):
+    """A square family-b session at 1 A/pixel, float32, Falcon 4i at 300 kV (``changes`` applied)."""
+    from micrograde.pipeline.sim.model import SimSession
+
+    base = SimSession(name="tb_float", detector="Falcon 4i", shape=(384, 384), pixel_size=1.0, mrc_mode=2,
+                      dose=40.0, family="b", voltage_kv=300.0, cs_mm=2.7)
+    return dataclasses.replace(base, **changes)
+
+
+def clean_b(**changes):
+    """A good family-b micrograph's parameters (nothing wrong, no astigmatism) with ``changes`` applied."""
+    from micrograde.pipeline.sim.family_b import FamilyBParams
+
+    base = FamilyBParams(
+        defocus_um=1.5, astig_um=0.0, astig_angle_deg=0.0, voltage_kv=300.0, cs_mm=2.7, ice_thickness_nm=30.0,
+        thickness_slope=0.0, meniscus=0.0, crystalline_area=0.0, crystal_form="hexagonal", contamination_area=0.0,
+        contaminants=(), drift_path_A=0.0, drift_angle_deg=0.0, drift_bend_deg=0.0, carbon_area=0.0,
+        hole_radius_A=2000.0, thin_carbon_nm=0.0, vacuum_area=0.0, particle_cover=0.2, n_particles=20,
+        molecule="ellipsoids", particle_size_A=100.0, dose=40.0,
+    )
+    return dataclasses.replace(base, **changes)

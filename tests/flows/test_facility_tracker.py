@@ -162,6 +162,8 @@ def test_list_candidates_and_settled_files_on_real_files(tmp_path):
     (folder / ".hidden.mrc").write_bytes(good.read_bytes())
     (folder / "x.mrc.part").write_bytes(b"12")
     (folder / "notes.txt").write_text("hi")
+    (folder / "sub" / "masks").mkdir()
+    (folder / "sub" / "masks" / "good.mrc").write_bytes(good.read_bytes())  # a label map, not a micrograph
     assert sorted(Path(p).name for p in list_candidates(folder)) == ["cut.mrc", "fresh.mrc", "good.mrc"]
     now = fresh.stat().st_mtime
     for p in (good, truncated):

@@ -47,6 +47,18 @@ def test_glob_patterns(tree):
     assert discover([str(tree / "sq1" / "*.png")]) == []  # the folder exists: nothing yet is fine
 
 
+def test_masks_folders_beside_micrographs_are_not_micrographs(tree, monkeypatch):
+    (tree / "sq1" / "masks").mkdir()
+    (tree / "sq1" / "masks" / "b.mrc").write_bytes(b"x")  # a label map beside sq1/b.MRC
+    assert names(discover([tree])) == ["a.mrc", "b.MRC", "c.tif", "d.png", "e.mrcs", "f.tiff"]
+    assert names(discover([str(tree / "**" / "*.mrc")])) == ["a.mrc"]
+    monkeypatch.chdir(tree)
+    assert names(discover(["**/*.mrc"])) == ["a.mrc"]  # relative patterns too
+    # named on purpose, a masks folder or file is read like any other source
+    assert names(discover([tree / "sq1" / "masks"])) == ["b.mrc"]
+    assert names(discover([str(tree / "sq1" / "masks" / "*.mrc")])) == ["b.mrc"]
+
+
 def test_explicit_files_are_kept_whatever_the_suffix(tree):
     found = discover([tree / "notes.txt", tree / "h.mrc.part", tree / ".g.mrc"])
     assert names(found) == [".g.mrc", "h.mrc.part", "notes.txt"]

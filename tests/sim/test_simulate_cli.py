@@ -30,9 +30,24 @@ def test_simulate_writes_files_and_prints_a_count_table(cli, tmp_path):
     assert all((out / m).is_file() for m in truth["micrograph"])
 
 
+def test_family_b_and_both_with_or_without_masks(cli, tmp_path):
+    out = tmp_path / "b"
+    result = CliRunner().invoke(cli, ["simulate", str(out), "--n", "2", "--family", "b", "--sessions", "1",
+                                      "--no-masks"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    truth = pd.read_csv(out / "truth.csv", keep_default_na=False)
+    assert set(truth["family"]) == {"b"} and (truth["mask"] == "").all() and not list(out.rglob("masks"))
+    both = tmp_path / "both"
+    result = CliRunner().invoke(cli, ["simulate", str(both), "--n", "2", "--family", "both", "--sessions", "1"])
+    assert result.exit_code == 0, result.output
+    truth = pd.read_csv(both / "truth.csv", keep_default_na=False)
+    assert sorted(truth["family"]) == ["a", "b"] and all((both / m).is_file() for m in truth["mask"])
+
+
 @pytest.mark.parametrize(
     "args",
-    [["--n", "0"], ["--n", "-3"], ["--n", "2", "--sessions", "0"], ["--n", "2", "--sessions", "99"], []],
+    [["--n", "0"], ["--n", "-3"], ["--n", "2", "--sessions", "0"], ["--n", "2", "--sessions", "99"], [],
+     ["--n", "2", "--family", "c"], ["--n", "2", "--family", "b", "--sessions", "5"]],
 )
 def test_bad_arguments_exit_2(cli, tmp_path, args):
     result = CliRunner().invoke(cli, ["simulate", str(tmp_path / "x"), *args])

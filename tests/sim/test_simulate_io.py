@@ -18,8 +18,8 @@ from micrograde.pipeline.config import LABELS, REASON_TAGS, SessionMeta
 from micrograde.pipeline.sim.physics import SimParams
 from micrograde.pipeline.sim.files import (
     MODE_DTYPES,
-    TRUTH_COLUMNS,
     noisy_labels,
+    truth_columns,
     write_collection,
     write_micrograph,
 )
@@ -68,7 +68,7 @@ def test_session_json_has_exactly_the_session_meta_keys(collection):
 def test_truth_csv_columns_labels_and_times(collection):
     out, truth = collection
     table = pd.read_csv(out / "truth.csv", keep_default_na=False)
-    assert tuple(table.columns) == TRUTH_COLUMNS
+    assert tuple(table.columns) == truth_columns(["a"])
     assert set(SimParams.field_names()) <= set(table.columns)
     assert table["micrograph"].tolist() == truth["micrograph"].tolist()
     counts = table.groupby("session")["label"].value_counts().unstack(fill_value=0)
@@ -108,7 +108,7 @@ def test_rerun_into_the_same_folder_replaces_only_its_own_outputs(tmp_path):
     user_file.write_text("mine")
     truth = write_collection(tmp_path, 2, seed=0, sessions=sessions)
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.mrc"))
-    assert written == sorted(truth["micrograph"])  # the folder matches truth.csv
+    assert written == sorted([*truth["micrograph"], *truth["mask"]])  # the folder matches truth.csv
     assert user_file.read_text() == "mine"
     assert not list(tmp_path.rglob("*.part"))
 
@@ -145,6 +145,8 @@ def test_write_collection_rejects_bad_arguments(tmp_path):
         write_collection(tmp_path, 0)
     with pytest.raises(ValueError, match="unique"):
         write_collection(tmp_path, 2, sessions=[SMALL_FLOAT, SMALL_FLOAT])
+    with pytest.raises(ValueError, match="at least one session"):
+        write_collection(tmp_path, 2, sessions=[])
 
 
 def test_noisy_labels_flip_to_neighbouring_classes(collection):

@@ -18,6 +18,7 @@ def expected_label(p) -> str:
         or p.contamination > 0.15
         or p.drift_A > 30
         or p.carbon_fraction > 0.5
+        or p.vacuum_fraction > 0.25
         or p.empty
         or p.n_particles == 0
     )
@@ -27,6 +28,7 @@ def expected_label(p) -> str:
         or p.contamination > 0.05
         or p.drift_A > 10
         or p.carbon_fraction > 0.2
+        or p.vacuum_fraction > 0.05
         or p.defocus_um > 3.0
     )
     return "bad" if bad else "medium" if medium else "good"
@@ -50,6 +52,8 @@ def expected_label(p) -> str:
         ({"defocus_um": 3.5}, "medium", ("other",)),
         ({"empty": True, "n_particles": 0}, "bad", ("empty",)),
         ({"n_particles": 0}, "bad", ("empty",)),
+        ({"vacuum_fraction": 0.1}, "medium", ("empty",)),
+        ({"vacuum_fraction": 0.3, "empty": True, "n_particles": 0}, "bad", ("empty",)),
         # bad-level reasons come first, then medium-level ones
         ({"drift_A": 15.0, "ice_thickness": 0.9}, "bad", ("thick-ice", "drift")),
         ({"drift_A": 15.0, "contamination": 0.07}, "medium", ("contamination", "drift")),
@@ -84,7 +88,7 @@ def test_sample_params_hits_the_target_label(target):
 def test_sampled_values_keep_a_margin_from_every_threshold():
     """Classes must differ visibly: sampled values stay away from the rule thresholds."""
     margins = {"crystalline_fraction": 0.015, "ice_thickness": 0.04, "contamination": 0.015, "drift_A": 4.0,
-               "carbon_fraction": 0.05, "defocus_um": 0.3}
+               "carbon_fraction": 0.05, "defocus_um": 0.3, "vacuum_fraction": 0.05}
     for seed in range(150):
         params = sample_params(np.random.default_rng(seed), SMALL_SESSIONS[0], LABELS[seed % 3])
         for rule in RULES:

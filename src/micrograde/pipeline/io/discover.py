@@ -5,10 +5,13 @@ Rules:
 * a named file is returned whatever its suffix (so an unsupported one is rejected with a reason
   rather than silently dropped), hidden or not;
 * a folder contributes its files with a supported suffix (:data:`~.readers.SUPPORTED_SUFFIXES`,
-  any case), recursively unless ``recursive=False``; hidden files and folders (``.name``) and
-  partial downloads/writes (``*.part``) are skipped; symbolic links to folders are followed once;
+  any case), recursively unless ``recursive=False``; hidden files and folders (``.name``),
+  partial downloads/writes (``*.part``) and ``masks/`` subfolders (label maps beside the
+  micrographs: the simulator's ground truth, a report's masks) are skipped; symbolic links to
+  folders are followed once;
 * a glob pattern (``*``, ``?``, ``[``; ``**`` matches folders at any depth) contributes the
-  supported files it matches, and the folders it matches as folders; a pattern that matches
+  supported files it matches, and the folders it matches as folders (in both, not what lies in
+  a ``masks/`` folder below the pattern's fixed start); a pattern that matches
   nothing is fine when the folder it starts from exists (a watch folder may be empty), and an
   error when it does not (a typo);
 * a source that does not exist raises ``FileNotFoundError("no such file or folder: SRC")``.
@@ -24,8 +27,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from micrograde.pipeline.io.readers import SUPPORTED_SUFFIXES
+from micrograde.pipeline.masks import MASKS_FOLDER
 
-__all__ = ["discover", "is_candidate"]
+__all__ = ["discover", "is_candidate", "is_candidate_folder"]
 
 _GLOB_CHARS = ("*", "?", "[")
 
@@ -36,6 +40,11 @@ def is_candidate(name: str) -> bool:
     return not name.startswith(".") and not lower.endswith(".part") and lower.endswith(SUPPORTED_SUFFIXES)
 
 
+def is_candidate_folder(name: str) -> bool:
+    """Would a subfolder of this name be searched for micrographs (not hidden, not ``masks/``)?"""
+    return not name.startswith(".") and name != MASKS_FOLDER
+
+
 def _walk(folder: Path, recursive: bool) -> Iterable[Path]:
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
@@ -44,7 +53,7 @@ def _walk(folder: Path, recursive: bool) -> Iterable[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        dirs[:] = sorted(d for d in dirs if is_candidate_folder(d)) if recursive else []
         for name in files:
             if is_candidate(name):
                 yield Path(root, name)
@@ -75,10 +84,13 @@ def discover(sources: Sequence[str | Path], *, recursive: bool = True) -> list[P
             found.add(path.resolve())
         elif any(c in text for c in _GLOB_CHARS):
             matches = glob.glob(text, recursive=True)
-            if not matches and not _glob_base(text).is_dir():
+            base = _glob_base(text)
+            if not matches and not base.is_dir():
                 raise FileNotFoundError(f"no such file or folder: {src}")
             for match in matches:
                 m = Path(match)
+                if MASKS_FOLDER in m.relative_to(base).parts[:-1]:
+                    continue
                 if m.is_dir():
                     found.update(p.resolve() for p in _walk(m, recursive))
                 elif m.is_file() and is_candidate(m.name):

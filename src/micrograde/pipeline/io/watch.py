@@ -37,7 +37,7 @@ from pydantic import Field
 
 from micrograde.pipeline.io.atomic import atomic_write_text
 from micrograde.pipeline.config import FrozenModel
-from micrograde.pipeline.io.discover import is_candidate
+from micrograde.pipeline.io.discover import is_candidate, is_candidate_folder
 
 __all__ = [
     "WatchConfig",
@@ -86,13 +86,13 @@ class _Pending:
 
 
 def list_candidates(folder: str | Path, cfg: WatchConfig | None = None) -> dict[str, FileStat]:
-    """The micrograph files under ``folder`` with their size and mtime (hidden and ``*.part`` files skipped)."""
+    """The micrograph files under ``folder`` with their size and mtime (hidden, ``*.part`` and ``masks/`` skipped)."""
     cfg = cfg or WatchConfig()
     root = Path(folder)
     out: dict[str, FileStat] = {}
     walker: Iterable = os.walk(root) if cfg.recursive else [(str(root), [], os.listdir(root))]
     for dirpath, dirnames, filenames in walker:
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if is_candidate_folder(d))  # as ingest's discovery
         for name in filenames:
             if not is_candidate(name):  # the same rule as ingest's folder discovery
                 continue

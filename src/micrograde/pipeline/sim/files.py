@@ -2,13 +2,18 @@
 
 Layout written by ``write_collection(out, n)``::
 
-    out/<session>/<session>_0000.mrc ...   one file per micrograph (``.tif`` for TIFF sessions)
-    out/<session>/session.json             acquisition metadata (the keys of ``SessionMeta``)
-    out/truth.csv                          label, reasons and every simulation parameter
+    out/<session>/<stem>.mrc ...           one file per micrograph (``.tif`` for TIFF sessions; the
+                                           stem is <session>_0000 or, for EPU-like sessions,
+                                           FoilHole_<hole>_Data_<template>_<n>_<date>_<time>)
+    out/<session>/masks/<stem>.mrc         its ground-truth mask (``pipeline.masks`` codes, MRC mode 0)
+    out/<session>/session.json             acquisition metadata (the keys of ``SessionMeta``), where
+                                           the session writes one
+    out/truth.csv                          family, label, reasons, mask, area fractions and every
+                                           simulation parameter
 
 The same seed gives byte-identical files; re-running into the same folder overwrites only the
-simulator's own outputs (files listed in the previous ``truth.csv`` that the new run does not
-write again are removed, so the folder always matches ``truth.csv``).
+simulator's own outputs (micrographs and masks listed in the previous ``truth.csv`` that the new
+run does not write again are removed, so the folder always matches ``truth.csv``).
 """
 
 from __future__ import annotations
@@ -27,22 +32,24 @@ import pandas as pd
 import tifffile
 from tqdm.auto import tqdm
 
-from micrograde.pipeline.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS, SimSession, label_for, sample_params, simulate_micrograph
-from micrograde.pipeline.sim.model import SimParams, params_to_row
+from micrograde.pipeline.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from micrograde.pipeline.io.label_maps import write_label_map
+from micrograde.pipeline.masks import DEFECT_CLASSES, MASKS_FOLDER, area_column, area_fractions
+from micrograde.pipeline.sim.families import FAMILY_CHOICES, family_sessions, get_family
+from micrograde.pipeline.sim.model import MODE_DTYPES, SimSession
 
-__all__ = ["MODE_DTYPES", "write_micrograph", "write_collection", "noisy_labels", "TRUTH_COLUMNS"]
+__all__ = ["MODE_DTYPES", "TRUTH_BASE_COLUMNS", "truth_columns", "write_micrograph", "write_collection", "noisy_labels"]
 
-#: numpy dtype of each MRC mode written.
-MODE_DTYPES: dict[int, type] = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
-#: Columns of ``truth.csv``, in order.
-TRUTH_COLUMNS: tuple[str, ...] = (
+#: The leading columns of ``truth.csv`` (every family's parameters follow them).
+TRUTH_BASE_COLUMNS: tuple[str, ...] = (
     "micrograph",
     "session",
+    "family",
     "label",
     "reasons",
-    *SimParams.field_names(),
+    "mask",
+    *(area_column(name) for name in DEFECT_CLASSES),
     "pixel_size",
     "acquired_at",
 )
@@ -111,16 +118,51 @@ def _session_plan(n: int, n_sessions: int) -> list[int]:
 
 
 def _remove_stale(out: Path, written: set[str]) -> None:
-    """Delete files the previous run listed in truth.csv that this run did not write again."""
+    """Delete files (micrographs, masks) the previous truth.csv listed that this run did not write again."""
     old = out / "truth.csv"
     if not old.is_file():
         return
     with contextlib.suppress(Exception):
-        previous = pd.read_csv(old, usecols=["micrograph"])["micrograph"].astype(str)
-        for rel in previous:
+        table = pd.read_csv(old, dtype=str, keep_default_na=False)
+        columns = [c for c in ("micrograph", "mask") if c in table.columns]
+        for rel in (r for c in columns for r in table[c] if r):
             target = (out / rel).resolve()
             if rel not in written and out.resolve() in target.parents and target.is_file():
                 target.unlink()
+
+
+def _stem(session: SimSession, j: int, when: datetime) -> str:
+    """File name (without suffix) of micrograph ``j`` of a session: plain, or EPU-like."""
+    if not session.epu_names:
+        return f"{session.name}_{j:04d}"
+    hole, template = 3_104_000 + 37 * (j // 2), 5_200_000 + 11 * (j // 8)
+    return f"FoilHole_{hole}_Data_{template}_{j + 1}_{when:%Y%m%d_%H%M%S}"
+
+
+def _resolve_sessions(family: str | None, sessions: Sequence[SimSession] | None) -> tuple[SimSession, ...]:
+    if family is not None and family not in FAMILY_CHOICES:
+        raise ValueError(f"family must be one of {FAMILY_CHOICES}, got {family!r}")
+    if sessions is None:
+        return family_sessions(family or "a")
+    chosen = tuple(sessions)
+    if not chosen:
+        raise ValueError("at least one session is needed")
+    for session in chosen:
+        get_family(session.family)
+        if family not in (None, "both", session.family):
+            raise ValueError(f"session {session.name!r} belongs to family {session.family}, not {family}")
+    names = [s.name for s in chosen]
+    if len(set(names)) != len(names):
+        raise ValueError(f"session names must be unique, got {names}")
+    return chosen
+
+
+def truth_columns(families: Sequence[str]) -> tuple[str, ...]:
+    """Columns of ``truth.csv`` for a collection of these families: the common ones, then parameters."""
+    params: list[str] = []
+    for name in families:
+        params.extend(c for c in get_family(name).columns if c not in params)
+    return (*TRUTH_BASE_COLUMNS, *params)
 
 
 def write_collection(
@@ -128,36 +170,40 @@ def write_collection(
     n: int,
     *,
     seed: int = 0,
-    sessions: Sequence[SimSession] = DEFAULT_SESSIONS,
+    family: str | None = None,
+    sessions: Sequence[SimSession] | None = None,
     balance: bool = True,
+    masks: bool = True,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Simulate ``n`` micrographs spread over ``sessions`` into ``out``; return the truth table.
 
-    With ``balance`` each session gets the three labels in (as nearly as possible) equal numbers,
-    in a shuffled order; without it labels follow the natural frequencies of ``sample_params``.
-    Micrograph ``i`` (over all sessions) is drawn from its own child of ``SeedSequence(seed)``.
+    ``sessions`` default to the default sessions of ``family`` (``a``, ``b`` or ``both``;
+    default ``a``); each session is rendered by its own family. With ``balance`` each session
+    gets the three labels in (as nearly as possible) equal numbers, in a shuffled order; without
+    it labels follow the natural frequencies of its family's sampler. Micrograph ``i`` (over all
+    sessions) is drawn from its own child of ``SeedSequence(seed)``. With ``masks`` each
+    micrograph's ground-truth mask is written to ``<session>/masks/<stem>.mrc``; the area
+    fractions are in the table either way.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    if not sessions:
-        raise ValueError("at least one session is needed")
-    names = [s.name for s in sessions]
-    if len(set(names)) != len(names):
-        raise ValueError(f"session names must be unique, got {names}")
+    chosen = _resolve_sessions(family, sessions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     children = np.random.SeedSequence(seed).spawn(n)
-    plan = _session_plan(n, len(sessions))
+    plan = _session_plan(n, len(chosen))
     rows: list[dict[str, object]] = []
     bar = tqdm(total=n, desc="simulate", unit="micrograph", disable=not progress)
     index = 0
-    for si, (session, count) in enumerate(zip(sessions, plan, strict=True)):
+    for si, (session, count) in enumerate(zip(chosen, plan, strict=True)):
         if count == 0:
             continue
+        fam = get_family(session.family)
         folder = out / session.name
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "session.json", json.dumps(session.meta(), indent=2) + "\n")
+        if session.session_json:
+            atomic_write_text(folder / "session.json", json.dumps(session.meta(), indent=2) + "\n")
         order_rng = np.random.default_rng([seed, si, 1])
         targets: list[str | None] = [None] * count
         if balance:
@@ -166,28 +212,36 @@ def write_collection(
         when = _EPOCH + timedelta(days=si)
         for j in range(count):
             rng = np.random.default_rng(children[index])
-            params = sample_params(rng, session, targets[j])
-            data = simulate_micrograph(params, session, rng)
+            params = fam.sample(rng, session, targets[j])
+            image, mask = fam.render(params, session, rng)
             when += timedelta(seconds=int(order_rng.integers(60, 150)))
-            rel = f"{session.name}/{session.name}_{j:04d}{session.suffix}"
-            write_micrograph(out / rel, data, session, acquired_at=when)
-            label, reasons = label_for(params)
+            stem = _stem(session, j, when)
+            rel = f"{session.name}/{stem}{session.suffix}"
+            write_micrograph(out / rel, image, session, acquired_at=when)
+            rel_mask = ""
+            if masks:
+                rel_mask = f"{session.name}/{MASKS_FOLDER}/{stem}.mrc"
+                write_label_map(out / rel_mask, mask, session.pixel_size)
+            label, reasons = fam.label(params)
             rows.append(
                 {
                     "micrograph": rel,
                     "session": session.name,
+                    "family": fam.name,
                     "label": label,
                     "reasons": ";".join(reasons),
-                    **params_to_row(params),
+                    "mask": rel_mask,
+                    **{k: round(v, 6) for k, v in area_fractions(mask).items()},
                     "pixel_size": session.pixel_size,
                     "acquired_at": when.isoformat(),
+                    **fam.row(params),
                 }
             )
             index += 1
             bar.update()
     bar.close()
-    truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
-    _remove_stale(out, set(truth["micrograph"]))
+    truth = pd.DataFrame(rows, columns=list(truth_columns(list(dict.fromkeys(s.family for s in chosen)))))
+    _remove_stale(out, set(truth["micrograph"]) | set(truth["mask"]))
     atomic_write_text(out / "truth.csv", truth.to_csv(index=False))
     return truth
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import numpy as np
 
 __all__ = [
+    "Rendered",
     "SimSession",
     "SimParams",
     "DEFAULT_SESSIONS",
+    "FAMILY_NAMES",
+    "FAMILY_CHOICES",
     "ICE_SPACINGS_A",
+    "MODE_DTYPES",
     "MRC_MODES",
     "PARTICLE_KINDS",
     "electron_wavelength",
@@ -23,10 +30,22 @@ __all__ = [
 
 #: Spacings (Angstrom) of the strongest hexagonal-ice reflections: (100), (002), (101).
 ICE_SPACINGS_A: tuple[float, ...] = (3.90, 3.67, 3.44)
-#: MRC modes the simulator writes: 0 int8, 1 int16, 2 float32, 6 uint16, 12 float16.
-MRC_MODES: tuple[int, ...] = (0, 1, 2, 6, 12)
+#: numpy dtype of each MRC mode the simulator writes: 0 int8, 1 int16, 2 float32, 6 uint16, 12 float16.
+MODE_DTYPES: dict[int, type] = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
+MRC_MODES: tuple[int, ...] = tuple(MODE_DTYPES)
+#: The simulator's rendering families (``pipeline.sim.families`` holds what each one is), and what
+#: a command line may ask for.
+FAMILY_NAMES: tuple[str, ...] = ("a", "b")
+FAMILY_CHOICES: tuple[str, ...] = (*FAMILY_NAMES, "both")
 #: The simple 3-D shapes particles are made of (see ``simulate_render.particle_points``).
 PARTICLE_KINDS: tuple[str, ...] = ("globular", "shell", "dumbbell", "ring", "rod")
+
+
+class Rendered(NamedTuple):
+    """A rendered micrograph (the session's dtype) and its ground-truth mask (uint8 codes)."""
+
+    image: np.ndarray
+    mask: np.ndarray
 
 
 def electron_wavelength(voltage_kv: float) -> float:
@@ -49,6 +68,11 @@ class SimSession:
     grid_material: str = "Cu"
     grid_maker: str = "Quantifoil"
     suffix: str = ".mrc"
+    family: str = "a"  # the rendering family that simulates it (``pipeline.sim.families``)
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7  # spherical aberration (0.01 for a Cs-corrected microscope)
+    session_json: bool = True  # write OUT/<session>/session.json (False: the folder name says it all)
+    epu_names: bool = False  # EPU-like file names (FoilHole_<hole>_Data_<square>_<n>_<date>_<time>)
 
     def __post_init__(self) -> None:
         if len(self.shape) != 2 or min(self.shape) < 32:
@@ -63,6 +87,8 @@ class SimSession:
             raise ValueError(f"session {self.name!r}: suffix must be .mrc, .tif or .tiff, got {self.suffix!r}")
         if self.suffix != ".mrc" and self.mrc_mode not in (1, 6):
             raise ValueError(f"session {self.name!r}: TIFF sessions hold integer counts (mode 1 or 6)")
+        if not 60.0 <= self.voltage_kv <= 400.0 or not 0.0 <= self.cs_mm <= 10.0:
+            raise ValueError(f"session {self.name!r}: voltage must be 60-400 kV and Cs 0-10 mm")
 
     @property
     def counts(self) -> bool:
@@ -157,9 +183,10 @@ class SimParams:
     voltage_kv: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = 0.07
+    vacuum_fraction: float = 0.0  # 0..1 of the area without ice (only ever drawn for empty holes)
 
     def __post_init__(self) -> None:
-        for name in ("ice_thickness", "crystalline_fraction", "contamination", "carbon_fraction"):
+        for name in ("ice_thickness", "crystalline_fraction", "contamination", "carbon_fraction", "vacuum_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -180,8 +207,10 @@ class SimParams:
         return tuple(f.name for f in fields(cls))
 
 
-def params_to_row(params: SimParams) -> dict[str, object]:
-    """A flat dict of the parameters for a table (spacings ";"-joined)."""
-    row = asdict(params)
-    row["crystal_spacings_A"] = ";".join(f"{s:.2f}" for s in params.crystal_spacings_A)
+def params_to_row(params: object) -> dict[str, object]:
+    """A flat dict of a parameter dataclass for a table (tuples ";"-joined, floats in them as %.2f)."""
+    row = asdict(params)  # type: ignore[call-overload]
+    for name, value in row.items():
+        if isinstance(value, tuple):
+            row[name] = ";".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
     return row

@@ -14,7 +14,12 @@
 
 The result is float32 counts for float sessions (MRC modes 2 and 12) and integer counts in the
 mode's dtype (int8/int16/uint16, saturating) for counting sessions (modes 0, 1, 6).
-Deterministic for a given generator state. Label rules and sampling: ``simulate_rules``.
+Deterministic for a given generator state. Label rules and sampling: ``rules``.
+
+``render_micrograph`` also returns the ground-truth mask (``pipeline.masks`` codes) from the same
+parts: contamination, carbon and crystalline domains where their soft masks exceed 0.5, and
+vacuum (``vacuum_fraction``: no ice, no particles, full transmission; drawn only for some empty
+holes, from a side stream so that every other draw is unchanged).
 """
 
 from __future__ import annotations
@@ -22,7 +27,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-from micrograde.pipeline.sim.model import DEFAULT_SESSIONS, ICE_SPACINGS_A, SimParams, SimSession, electron_wavelength
+from micrograde.pipeline.masks import compose_mask
+from micrograde.pipeline.sim.model import (
+    DEFAULT_SESSIONS,
+    ICE_SPACINGS_A,
+    MODE_DTYPES,
+    Rendered,
+    SimParams,
+    SimSession,
+    electron_wavelength,
+)
 from micrograde.pipeline.sim.render import (
     FourierGrid,
     carbon_mask,
@@ -32,7 +46,7 @@ from micrograde.pipeline.sim.render import (
     particle_deltas,
     soft_blobs,
 )
-from micrograde.pipeline.sim.rules import RULES, label_for, sample_params
+from micrograde.pipeline.sim.rules import RULES, label_for, sample_params, side_stream
 
 __all__ = [
     "SimSession",
@@ -44,12 +58,13 @@ __all__ = [
     "electron_wavelength",
     "label_for",
     "sample_params",
+    "render_micrograph",
     "simulate_micrograph",
 ]
 
 F32 = np.float32
 #: dtype of each counting MRC mode.
-COUNT_DTYPES: dict[int, type] = {0: np.int8, 1: np.int16, 6: np.uint16}
+COUNT_DTYPES: dict[int, type] = {mode: MODE_DTYPES[mode] for mode in (0, 1, 6)}
 
 # Contrast scales (relative intensity units; tuned so good micrographs show particles at 4 A/px).
 _LOBE_PHASE = 0.07  # peak phase of one Gaussian lobe of a particle
@@ -82,8 +97,8 @@ def _lowfreq_noise(rng: np.random.Generator, grid: FourierGrid, scale_A: float, 
     return out
 
 
-def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.Generator) -> np.ndarray:
-    """Render one micrograph of ``session.shape`` with ``params`` (see the module docstring)."""
+def render_micrograph(params: SimParams, session: SimSession, rng: np.random.Generator) -> Rendered:
+    """Render one micrograph of ``session.shape`` with ``params``, and its ground-truth mask."""
     shape = session.shape
     p = session.pixel_size
     grid = FourierGrid(shape, p)
@@ -97,8 +112,14 @@ def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.G
         else None
     )
     carbon = carbon_mask(rng, shape, params.carbon_fraction) if params.carbon_fraction > 0 else None
-    lattice, domains = crystal_lattice(rng, shape, p, params)
+    lattice, domains, cover = crystal_lattice(rng, shape, p, params)
     deltas = particle_deltas(rng, shape, p, params)
+    vacuum = None
+    if params.vacuum_fraction > 0:  # from a side stream: the draws above and below stay as they were
+        vacuum = carbon_mask(side_stream(rng, "vacuum-region"), shape, params.vacuum_fraction)
+        if carbon is not None:
+            vacuum *= 1 - carbon
+        deltas *= 1 - vacuum
 
     # -- phase part: ice noise (1/f) + particles + carbon texture
     ice = (1.0 + grid.k / F32(_ICE_K0)) ** F32(-0.15) * (grid.k / (grid.k + F32(_ICE_K1)))
@@ -135,11 +156,29 @@ def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.G
         spectrum *= np.sinc(along * F32(params.drift_A)).astype(F32)
     contrast = sfft.irfft2(spectrum, s=shape, workers=1)
 
-    # -- transmission and shot noise
-    intensity = np.clip(contrast + F32(1), F32(0.02), None)
-    intensity *= F32(params.dose * p * p * np.exp(-0.8 * t))
+    # -- transmission (vacuum: no specimen, nothing absorbed) and shot noise
+    if vacuum is None:
+        intensity = np.clip(contrast + F32(1), F32(0.02), None)
+        intensity *= F32(params.dose * p * p * np.exp(-0.8 * t))
+    else:
+        intensity = np.clip(contrast * (1 - vacuum) + F32(1), F32(0.02), None)
+        intensity *= F32(params.dose * p * p) * (F32(np.exp(-0.8 * t)) * (1 - vacuum) + vacuum)
     counts = rng.poisson(intensity)
+    mask = compose_mask(
+        shape,
+        {
+            "contamination": None if contam is None else contam > 0.5,
+            "carbon": None if carbon is None else carbon > 0.5,
+            "crystalline": cover > 0.5,
+            "empty": None if vacuum is None else vacuum > 0.5,
+        },
+    )
     if session.counts:
         info = np.iinfo(COUNT_DTYPES[session.mrc_mode])
-        return np.clip(counts, 0, info.max).astype(COUNT_DTYPES[session.mrc_mode])
-    return counts.astype(F32)
+        return Rendered(np.clip(counts, 0, info.max).astype(COUNT_DTYPES[session.mrc_mode]), mask)
+    return Rendered(counts.astype(F32), mask)
+
+
+def simulate_micrograph(params: SimParams, session: SimSession, rng: np.random.Generator) -> np.ndarray:
+    """Render one micrograph of ``session.shape`` with ``params`` (see the module docstring)."""
+    return render_micrograph(params, session, rng).image

@@ -216,8 +216,8 @@ def carbon_mask(rng: np.random.Generator, shape: tuple[int, int], fraction: floa
 
 def crystal_lattice(
     rng: np.random.Generator, shape: tuple[int, int], pixel_size: float, params: SimParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Crystalline-ice domains: (lattice contrast, domain offset) images, both float32.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crystalline-ice domains: (lattice contrast, domain offset, domain cover 0..1) images, float32.
 
     Each domain is a soft patch holding hexagonal lattices (three cosines 60 degrees apart) with one
     or more of the spacings in ``params.crystal_spacings_A`` at a random in-plane orientation, so the
@@ -228,8 +228,8 @@ def crystal_lattice(
     offset = np.zeros(shape, dtype=F32)
     spacings = params.crystal_spacings_A
     if params.crystalline_fraction <= 0 or not spacings:
-        return lattice, offset
-    _, blobs = soft_blobs(rng, shape, pixel_size, params.crystalline_fraction, (90.0, 260.0), wobble=0.1)
+        return lattice, offset, np.zeros(shape, dtype=F32)
+    cover, blobs = soft_blobs(rng, shape, pixel_size, params.crystalline_fraction, (90.0, 260.0), wobble=0.1)
     for i, (sl, patch) in enumerate(blobs):
         yy = np.arange(sl[0].start, sl[0].stop, dtype=F32)[:, None] * F32(pixel_size)
         xx = np.arange(sl[1].start, sl[1].stop, dtype=F32)[None, :] * F32(pixel_size)
@@ -245,4 +245,4 @@ def crystal_lattice(
         strength = rng.uniform(0.7, 1.3) / np.sqrt(len(chosen))
         lattice[sl] += F32(strength) * patch * field
         offset[sl] += F32(rng.choice([-1.0, 1.0]) * rng.uniform(0.02, 0.05)) * patch
-    return lattice, offset
+    return lattice, offset, cover

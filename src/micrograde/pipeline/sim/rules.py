@@ -11,6 +11,7 @@ contamination               > 0.05                 > 0.15          contamination
 drift_A                     > 10                   > 30            drift
 carbon_fraction             > 0.20                 > 0.50          carbon
 defocus_um                  > 3.0                  (never)         other
+vacuum_fraction             > 0.05                 > 0.25          empty
 empty or n_particles == 0   (never)                always          empty
 ==========================  =====================  ==============  ===================
 
@@ -19,12 +20,17 @@ medium range, else ``good``. The reasons are the tags of every parameter outside
 bad-level ones first.
 
 ``sample_params`` draws each parameter from a band well inside its class range (margins around
-every threshold), so that the three classes differ visibly and in the power spectrum.
+every threshold), so that the three classes differ visibly and in the power spectrum. Vacuum is
+only ever drawn for empty holes (already bad), from a side stream, so that every other draw is
+what it was before vacuum existed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,23 +38,32 @@ import numpy as np
 from micrograde.pipeline.config import LABELS, REASON_TAGS
 from micrograde.pipeline.sim.model import ICE_SPACINGS_A, PARTICLE_KINDS, SimParams, SimSession
 
-__all__ = ["Rule", "RULES", "label_for", "sample_params", "session_particle"]
+__all__ = ["Rule", "RULES", "grade", "label_for", "pick_weighted", "sample_params", "session_particle", "side_stream"]
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One label rule: ``medium`` above ``medium_above``, ``bad`` above ``bad_above`` (None: never)."""
+    """One label rule on one parameter: ``medium`` past ``medium_at``, ``bad`` past ``bad_at`` (None: never).
+
+    "Past" is strictly above, or strictly below when ``lower_is_worse`` (e.g. a transmission).
+    """
 
     parameter: str
     tag: str
     medium_above: float | None
     bad_above: float | None
+    lower_is_worse: bool = False
+
+    def _past(self, value: float, threshold: float | None) -> bool:
+        if threshold is None:
+            return False
+        return value < threshold if self.lower_is_worse else value > threshold
 
     def level(self, value: float) -> int:
         """0 good, 1 medium, 2 bad."""
-        if self.bad_above is not None and value > self.bad_above:
+        if self._past(value, self.bad_above):
             return 2
-        if self.medium_above is not None and value > self.medium_above:
+        if self._past(value, self.medium_above):
             return 1
         return 0
 
@@ -60,20 +75,18 @@ RULES: tuple[Rule, ...] = (
     Rule("drift_A", "drift", 10.0, 30.0),
     Rule("carbon_fraction", "carbon", 0.20, 0.50),
     Rule("defocus_um", "other", 3.0, None),
+    Rule("vacuum_fraction", "empty", 0.05, 0.25),
 )
 
 
-def _levels(params: SimParams) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
-    for rule in RULES:
-        out.append((rule.level(float(getattr(params, rule.parameter))), rule.tag))
-    out.append((2 if (params.empty or params.n_particles == 0) else 0, "empty"))
-    return out
+def grade(rules: Sequence[Rule], params: object, *, no_particles: bool) -> tuple[str, tuple[str, ...]]:
+    """Label and reason tags of ``params`` under ``rules`` (a micrograph without particles is bad).
 
-
-def label_for(params: SimParams) -> tuple[str, tuple[str, ...]]:
-    """The documented ground-truth label and its reason tags (from ``REASON_TAGS``)."""
-    levels = _levels(params)
+    The worst level wins; the tags of every parameter outside its good range follow, bad-level
+    ones first, each level in the order of ``REASON_TAGS``.
+    """
+    levels = [(rule.level(float(getattr(params, rule.parameter))), rule.tag) for rule in rules]
+    levels.append((2 if no_particles else 0, "empty"))
     worst = max(level for level, _ in levels)
     tags: list[str] = []
     for wanted in (2, 1):
@@ -81,6 +94,11 @@ def label_for(params: SimParams) -> tuple[str, tuple[str, ...]]:
             if tag not in tags and any(level == wanted and t == tag for level, t in levels):
                 tags.append(tag)
     return LABELS[worst], tuple(tags)
+
+
+def label_for(params: SimParams) -> tuple[str, tuple[str, ...]]:
+    """The documented ground-truth label and its reason tags (from ``REASON_TAGS``)."""
+    return grade(RULES, params, no_particles=params.empty or params.n_particles == 0)
 
 
 # Sampling bands, well inside each class range: (low, high) per level 0 good / 1 medium / 2 bad.
@@ -113,13 +131,28 @@ _BAD_WEIGHTS = {
 _NATURAL_LABEL_P = (0.5, 0.3, 0.2)
 
 
+_VACUUM_WHEN_EMPTY = 0.5  # share of empty holes that are partly without ice
+
+
+def side_stream(rng: np.random.Generator, purpose: str) -> np.random.Generator:
+    """A generator seeded from ``rng``'s current state and ``purpose``, without advancing ``rng``.
+
+    Draws added later (family A's vacuum) come from it, so every draw that existed before stays
+    the same for the same seed.
+    """
+    state = repr(rng.bit_generator.state).encode() + b"|" + purpose.encode()
+    words = np.frombuffer(hashlib.sha256(state).digest(), dtype=np.uint32)
+    return np.random.default_rng(np.random.SeedSequence(words.tolist()))
+
+
 def session_particle(session: SimSession) -> tuple[str, float]:
     """The sample of a session: one particle kind and diameter (A), fixed by the session name."""
     crc = zlib.crc32(session.name.encode())
     return PARTICLE_KINDS[crc % len(PARTICLE_KINDS)], 70.0 + float((crc >> 8) % 60)
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float], exclude: set[str]) -> str:
+def pick_weighted(rng: np.random.Generator, weights: dict[str, float], exclude: set[str]) -> str:
+    """One name of ``weights`` (not in ``exclude``), drawn with the weights' relative probabilities."""
     names = [n for n in weights if n not in exclude]
     p = np.array([weights[n] for n in names])
     return names[int(rng.choice(len(names), p=p / p.sum()))]
@@ -148,18 +181,18 @@ def sample_params(rng: np.random.Generator, session: SimSession, target_label: s
     levels = dict.fromkeys(_BANDS, 0)
     empty = False
     if target_label == "medium":
-        first = _pick(rng, _MEDIUM_WEIGHTS, set())
+        first = pick_weighted(rng, _MEDIUM_WEIGHTS, set())
         levels[first] = 1
         if rng.random() < 0.25:
-            levels[_pick(rng, _MEDIUM_WEIGHTS, {first})] = 1
+            levels[pick_weighted(rng, _MEDIUM_WEIGHTS, {first})] = 1
     elif target_label == "bad":
-        first = _pick(rng, _BAD_WEIGHTS, set())
+        first = pick_weighted(rng, _BAD_WEIGHTS, set())
         if first == "empty":
             empty = True
         else:
             levels[first] = 2
         if rng.random() < 0.3:
-            levels[_pick(rng, _MEDIUM_WEIGHTS, {first})] = 1
+            levels[pick_weighted(rng, _MEDIUM_WEIGHTS, {first})] = 1
 
     values = {name: _draw(rng, name, level) for name, level in levels.items()}
     kind, diameter = session_particle(session)
@@ -190,6 +223,10 @@ def sample_params(rng: np.random.Generator, session: SimSession, target_label: s
         particle_kind=kind,
         particle_diameter_A=round(diameter, 2),
     )
+    if empty:  # a hole without particles is often partly dry: vacuum, drawn apart from everything above
+        side = side_stream(rng, "vacuum")
+        if side.random() < _VACUUM_WHEN_EMPTY:
+            params = dataclasses.replace(params, vacuum_fraction=round(float(side.uniform(0.3, 0.6)), 4))
     got, _ = label_for(params)
     if got != target_label:  # the bands make this impossible; guard against future edits
         raise AssertionError(f"sampled {got!r} while drawing for {target_label!r}: {params}")
