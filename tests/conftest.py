@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# a shared local Prefect API started by a test's command stops soon after it (the default waits 10 minutes)
+os.environ.setdefault("MICROGRADE_PREFECT_IDLE_S", "20")
+
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 POSTGRES_ADMIN_URL = os.environ.get("MICROGRADE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CHROMIUM = os.environ.get("MICROGRADE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -81,10 +84,19 @@ def prefect_harness(tmp_path_factory):
 
     os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
     configure_prefect()
+    from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):
-        yield
+        with get_client(sync_client=True) as client:
+            url = str(client.api_url).rstrip("/")
+        # commands run in these tests (and their child processes) use the harness's server, as
+        # they would use a facility's PREFECT_API_URL, instead of starting the shared local one
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import click
 
 from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, run_context, workspace_option
 from micrograde.flows.cli.train import parse_thresholds, threshold_option
-from micrograde.flows.runners import dask_options, task_runner_from_options
+from micrograde.flows.runners import check_runner_options, dask_options, task_runner_from_options
 
 __all__ = ["register"]
 
@@ -44,32 +44,33 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
     """
     if not sources and not sessions:
         raise click.UsageError("give micrograph files/folders to assess, or --assess-session NAME")
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
+    check_runner_options(dask_address, dask_workers, workers)
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)  # before Prefect is imported: its home and logging come from the environment
-    from micrograde.flows.assess import AssessConfig
-
-    cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
-                       include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
-                       sessions=tuple(sessions) or None)
-    from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
-    from micrograde.pipeline.export.cryosparc import CsFormatError
-    from micrograde.pipeline.export.relion import StarFormatError
-
-    from micrograde.flows.assess import NothingToAssessError, assess_flow
-    from micrograde.flows.train import ModelNotFoundError
-
-    try:
+    with prefect_session(ctx.root):  # before Prefect is imported: its home, logging and API
         runner = task_runner_from_options(dask_address, dask_workers, workers)
-        outcome = assess_flow.with_options(task_runner=runner)(list(sources), ctx, ingest_config_from(params), cfg)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except (StarFormatError, CsFormatError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    except (ModelNotFoundError, ModelLoadError, ModelCardMismatch, NothingToAssessError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        from micrograde.flows.assess import AssessConfig
+
+        cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
+                           include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
+                           sessions=tuple(sessions) or None)
+        from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
+        from micrograde.pipeline.export.cryosparc import CsFormatError
+        from micrograde.pipeline.export.relion import StarFormatError
+
+        from micrograde.flows.assess import NothingToAssessError, assess_flow
+        from micrograde.flows.train import ModelNotFoundError
+
+        try:
+            outcome = assess_flow.with_options(task_runner=runner)(list(sources), ctx, ingest_config_from(params), cfg)
+        except FileNotFoundError as exc:
+            raise click.UsageError(str(exc)) from exc
+        except (StarFormatError, CsFormatError) as exc:
+            raise click.UsageError(str(exc)) from exc
+        except (ModelNotFoundError, ModelLoadError, ModelCardMismatch, NothingToAssessError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts.items())
     click.echo(f"assessed {outcome.n_micrographs} micrographs ({counts}); {outcome.n_rejected} rejected", err=True)
     for w in outcome.warnings:

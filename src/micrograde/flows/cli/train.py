@@ -82,7 +82,7 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
     from micrograde.pipeline.data.augment import AugmentConfig
     from micrograde.pipeline.data.splits import SplitConfig, SplitError
 
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
     ctx = run_context(workspace, db)
     train = {"backbone": backbone or DEFAULT_BACKBONE, "weights": weights, "balance": balance,
@@ -101,16 +101,16 @@ def train_cmd(workspace, db, backbone, weights, epochs, balance, group_by, layou
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    configure_prefect(ctx.root)
-    from micrograde.flows.train import DistributedTrainingError, train_flow
+    with prefect_session(ctx.root):
+        from micrograde.flows.train import DistributedTrainingError, train_flow
 
-    try:
-        outcome = train_flow(ctx, cfg, nproc=nproc)
-    except (TrainDataError, SplitError, MissingWeightsError, DistributedTrainingError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
-    except KeyError as exc:
-        raise click.UsageError(f"unknown backbone or option: {exc}") from exc
+        try:
+            outcome = train_flow(ctx, cfg, nproc=nproc)
+        except (TrainDataError, SplitError, MissingWeightsError, DistributedTrainingError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from exc
+        except KeyError as exc:
+            raise click.UsageError(f"unknown backbone or option: {exc}") from exc
     click.echo(f"model {outcome.model_id} saved in {outcome.model_dir}")
 
 
@@ -138,17 +138,17 @@ def evaluate_cmd(workspace, db, model_id, split, sessions, as_json):
     Example:
       micrograde evaluate --workspace ws/ --session grid9
     """
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)
-    from micrograde.flows.train import ModelNotFoundError, evaluate_flow
+    with prefect_session(ctx.root):
+        from micrograde.flows.train import ModelNotFoundError, evaluate_flow
 
-    try:
-        result = evaluate_flow(ctx, model_id, list(sessions) or None, split)
-    except ModelNotFoundError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
+        try:
+            result = evaluate_flow(ctx, model_id, list(sessions) or None, split)
+        except ModelNotFoundError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from exc
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
