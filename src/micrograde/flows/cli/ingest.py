@@ -8,6 +8,7 @@ import sys
 import click
 
 from micrograde.flows.cli.options import (
+    check_sources,
     db_option,
     ingest_config_from,
     ingest_options,
@@ -43,14 +44,18 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask
     check_runner_options(dask_address, dask_workers, workers)
     ctx = run_context(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
+    check_sources(sources)
     with prefect_session(ctx.root):
-        from micrograde.flows.ingest import ingest_flow
+        from micrograde.flows.ingest import IngestFailed, ingest_flow
 
         runner = task_runner_from_options(dask_address, dask_workers, workers)
         try:
             summary = ingest_flow.with_options(task_runner=runner)(list(sources), ctx, cfg)
-        except FileNotFoundError as exc:
-            raise click.UsageError(str(exc)) from exc
+        except IngestFailed as exc:
+            for line in exc.summary.lines():
+                click.echo(line)
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     for line in summary.lines():
         click.echo(line)
     if summary.usable == 0:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from micrograde.pipeline.io.readers import SUPPORTED_SUFFIXES
 
-__all__ = ["discover", "is_candidate"]
+__all__ = ["check_sources", "discover", "is_candidate"]
 
 _GLOB_CHARS = ("*", "?", "[")
 
@@ -61,10 +61,22 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def check_sources(sources: Sequence[str | Path]) -> None:
+    """Raise FileNotFoundError for the first source :func:`discover` would refuse, without walking folders."""
+    for src in [sources] if isinstance(sources, (str, Path)) else sources:
+        text = os.path.expanduser(str(src))
+        if Path(text).exists():
+            continue
+        if not any(c in text for c in _GLOB_CHARS) or (not glob.glob(text, recursive=True)
+                                                        and not _glob_base(text).is_dir()):
+            raise FileNotFoundError(f"no such file or folder: {src}")
+
+
 def discover(sources: Sequence[str | Path], *, recursive: bool = True) -> list[Path]:
     """Expand files, folders and glob patterns into micrograph files; see the module docstring."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
+    check_sources(sources)
     found: set[Path] = set()
     for src in sources:
         text = os.path.expanduser(str(src))
@@ -73,16 +85,11 @@ def discover(sources: Sequence[str | Path], *, recursive: bool = True) -> list[P
             found.update(p.resolve() for p in _walk(path, recursive))
         elif path.exists():
             found.add(path.resolve())
-        elif any(c in text for c in _GLOB_CHARS):
-            matches = glob.glob(text, recursive=True)
-            if not matches and not _glob_base(text).is_dir():
-                raise FileNotFoundError(f"no such file or folder: {src}")
-            for match in matches:
+        else:  # a glob pattern (check_sources refused anything else)
+            for match in glob.glob(text, recursive=True):
                 m = Path(match)
                 if m.is_dir():
                     found.update(p.resolve() for p in _walk(m, recursive))
                 elif m.is_file() and is_candidate(m.name):
                     found.add(m.resolve())
-        else:
-            raise FileNotFoundError(f"no such file or folder: {src}")
     return sorted(found)
