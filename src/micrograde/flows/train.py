@@ -82,16 +82,20 @@ def train_task(ctx: RunContext, table: pd.DataFrame, cfg: TrainRunConfig, model_
 
 @task(name="fine-tune-ddp", cache_policy=NO_CACHE)
 def train_ddp_task(ctx: RunContext, cfg: TrainRunConfig, model_id: str, nproc: int) -> TrainOutcome:
-    """Fine-tune in ``nproc`` data-parallel processes launched by torchrun (see src/micrograde/flows/train_ddp.py)."""
+    """Fine-tune in ``nproc`` data-parallel processes launched by torchrun (see src/micrograde/flows/train_ddp.py).
+
+    The run context (its catalogue URL may hold a password) goes to the ranks in a file only this user
+    can read, never on the command line, which every user of the machine sees in ``ps``."""
     from micrograde.models.checkpoint import read_card
+    from micrograde.pipeline.io.atomic import create_private
 
     model_dir = ctx.workspace().models_dir / model_id
     with tempfile.TemporaryDirectory() as tmp:
-        cfg_path = Path(tmp) / "train.json"
+        cfg_path, ctx_path = Path(tmp) / "train.json", Path(tmp) / "context.json"
         cfg_path.write_text(cfg.model_dump_json())
+        create_private(ctx_path, ctx.model_dump_json().encode())
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "micrograde.flows.train_ddp", ctx.root, str(cfg_path), model_id,
-               *(["--db", ctx.db_url] if ctx.db_url else []), *(["--command", ctx.command] if ctx.command else [])]
+               "-m", "micrograde.flows.train_ddp", str(ctx_path), str(cfg_path), model_id]
         done = subprocess.run(cmd, check=False)
     if done.returncode != 0:
         raise DistributedTrainingError(f"distributed training failed (torchrun exit code {done.returncode})")
