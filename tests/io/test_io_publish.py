@@ -89,3 +89,16 @@ def test_stale_staging_of_a_killed_writer_is_removed(tmp_path):
     (staging / "session-a.b~z").mkdir()
     assert remove_stale(staging, "session-a") == 1
     assert [p.name for p in staging.iterdir()] == ["session-a.b~z"]
+
+
+def test_stale_staging_of_other_names_goes_when_nobody_writes_them(tmp_path):
+    staging, locks = tmp_path / ".staging", tmp_path / ".locks"
+    for name in ("assess-1~a", "assess-2~b", "session-x~c"):
+        (staging / name).mkdir(parents=True)
+
+    def lock_of(folder: str):
+        return locks / f"report-{folder}.lock"
+
+    with file_lock(lock_of("assess-2")):  # being written right now by another process
+        assert remove_stale(staging, "session-x", lock_of) == 2
+    assert [p.name for p in staging.iterdir()] == ["assess-2~b"]

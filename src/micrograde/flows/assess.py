@@ -101,8 +101,12 @@ def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dic
         return entry["thumbnail"], entry["spectrum"]
 
     report_dir, staging = ws.reports_dir / name, ws.root / ".staging"
-    with file_lock(ws.root / ".locks" / f"report-{name}.lock"):
-        remove_stale(staging, name)
+
+    def lock_of(folder: str) -> Path:
+        return ws.root / ".locks" / f"report-{folder}.lock"
+
+    with file_lock(lock_of(name)):
+        remove_stale(staging, name, lock_of)
         with staged_folder(report_dir, staging) as folder:
             files = write_outputs(folder, predictions, card=card, rejects=rejects, get_images=get_images,
                                   run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,

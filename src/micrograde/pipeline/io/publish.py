@@ -83,12 +83,27 @@ def staged_folder(final: str | os.PathLike, staging_root: str | os.PathLike) -> 
         raise
 
 
-def remove_stale(staging_root: str | os.PathLike, name: str) -> int:
-    """Remove staging folders of ``name`` left by killed writers (call while holding its lock)."""
+def remove_stale(staging_root: str | os.PathLike, name: str, lock_of=None) -> int:
+    """Remove staging folders left by killed writers; returns how many.
+
+    Those of ``name`` (whose lock the caller holds) always; with ``lock_of`` (folder name -> its lock
+    file) also those of other names whose lock nobody holds, so a killed one-off writer, whose name
+    is never written again, leaves nothing behind either.
+    """
+    from micrograde.pipeline.io.locks import file_lock
+
     root = Path(staging_root)
     if not root.is_dir():
         return 0
-    stale = [p for p in root.iterdir() if p.name.startswith(f"{name}~")]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return len(stale)
+    removed = 0
+    for path in root.iterdir():
+        owner = path.name.split("~", 1)[0]
+        if owner == name:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        elif lock_of is not None and "~" in path.name:
+            with file_lock(lock_of(owner), blocking=False) as free:
+                if free:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed += 1
+    return removed
