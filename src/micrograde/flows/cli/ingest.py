@@ -42,9 +42,9 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask
     from micrograde.flows.runtime import prefect_session
 
     check_runner_options(dask_address, dask_workers, workers)
+    check_sources(sources)
     ctx = run_context(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
-    check_sources(sources)
     with prefect_session(ctx.root):
         from micrograde.flows.ingest import IngestFailed, ingest_flow
 
