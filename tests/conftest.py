@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+# a shared local Prefect API started by a test's command stops soon after it (the default waits 10 minutes)
+os.environ.setdefault("MICROGRADE_PREFECT_IDLE_S", "20")
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 POSTGRES_ADMIN_URL = os.environ.get("MICROGRADE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -55,7 +59,7 @@ def postgres_url():
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -69,8 +73,15 @@ def postgres_url():
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for attempt in range(60):  # a test may have restarted the server: wait until it is back
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except Exception:  # noqa: BLE001 - retried, then raised
+                if attempt == 59:
+                    raise
+                time.sleep(0.5)
         admin.dispose()
 
 
@@ -81,10 +92,19 @@ def prefect_harness(tmp_path_factory):
 
     os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
     configure_prefect()
+    from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):
-        yield
+        with get_client(sync_client=True) as client:
+            url = str(client.api_url).rstrip("/")
+        # commands run in these tests (and their child processes) use the harness's server, as
+        # they would use a facility's PREFECT_API_URL, instead of starting the shared local one
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
 
 
 @pytest.fixture

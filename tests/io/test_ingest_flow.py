@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from micrograde.flows.cli.main import main
 from micrograde.pipeline.catalogue.cache import has_entry
-from micrograde.pipeline.catalogue.schema import Micrograph, Reject
+from micrograde.pipeline.catalogue.schema import FileRow, Micrograph, Reject
 from micrograde.pipeline.config import IngestConfig, PreprocessConfig
 from micrograde.pipeline.catalogue.query import micrograph_table, reject_counts
 from micrograde.pipeline.catalogue.workspace import Workspace
@@ -172,6 +172,10 @@ def test_resume_after_kill_minus_9_leaves_no_duplicates(sim_copy, tmp_path):
         assert not table.duplicated(["digest", "frame"]).any()
         assert sorted(Path(p).name for p in table["path"]) == sorted(Path(p).name for p in truth["micrograph"])
         assert all(has_entry(ws.cache_dir, k) for k in table["cache_key"])
+        with ws.session() as s:  # one settled version per file, nothing rejected
+            files = s.execute(select(FileRow.path, FileRow.state)).all()
+            assert s.execute(select(func.count(Reject.id))).scalar_one() == 0
+        assert len(files) == len(truth) == len({p for p, _ in files}) and {st for _, st in files} == {"ingested"}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

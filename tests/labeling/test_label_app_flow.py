@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 
 from micrograde.labeling import store
 from micrograde.labeling.queue import build_queue, predictions_confidence
+from micrograde.pipeline.catalogue.schema import AssessRun
 
 from helpers_label_app import app_env  # noqa: F401 - fixture
 
@@ -77,12 +80,19 @@ def test_blind_mode(app_env):
 def test_queue_reads_the_latest_predictions(app_env):
     ws, ids = app_env.ws, app_env.ids
     assert predictions_confidence(ws).empty
-    for run, conf in [("20260101-000000-aaaaaa", [0.1, 0.2, 0.3, 0.4, 0.5]),
-                      ("20260102-000000-bbbbbb", [0.9, 0.8, 0.3, 0.95, 0.99])]:
+    # the rolling session report sorts after the assess run by folder name, but was written earlier:
+    # the latest predictions are those of the latest run by time
+    for run, conf, day in [("session-grid1", [0.1, 0.2, 0.3, 0.4, 0.5], 1),
+                           ("assess-20260102-000000-bbbbbb", [0.9, 0.8, 0.3, 0.95, 0.99], 2),
+                           ("assess-20260103-000000-cccccc", [0.0] * 5, 3)]:
         folder = ws.reports_dir / run
         folder.mkdir()
         paths = [f"/data/grid1/mic_{i:03d}.mrc" for i in range(5)]
         pd.DataFrame({"micrograph": paths, "label": "good", "confidence": conf}).to_csv(folder / "predictions.csv", index=False)
+        with ws.transaction() as s:
+            s.add(AssessRun(id=run, report_dir=str(folder), n_micrographs=5,
+                            created_at=dt.datetime(2026, 1, day, tzinfo=dt.timezone.utc)))
+    (ws.reports_dir / "assess-20260103-000000-cccccc" / "predictions.csv").unlink()  # a report deleted since
     got = predictions_confidence(ws).set_index("micrograph_id")["confidence"]
     assert got.loc[ids[2]] == 0.3 and got.loc[ids[4]] == 0.99
     c, _ = app_env.login("cat")

@@ -147,7 +147,7 @@ def test_unknown_model_and_mismatched_card_are_clear_errors(trained):
     base, root, _truth, outcome = trained
     sources = [str(base / "sim" / HELD_OUT), "--workspace", str(root)]
     unknown = CliRunner().invoke(main, ["assess", *sources, "--model", "model-nope"])
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2  # a usage error, found before any work
     assert "no model 'model-nope'" in unknown.output and outcome.model_id in unknown.output
     bad_dir = root / "models" / "model-two-classes"
     shutil.copytree(outcome.model_dir, bad_dir)

@@ -127,7 +127,7 @@ def test_selected_star_keeps_columns_and_filters_rows(tmp_path, include_medium):
     assert unmatched == ["MotionCorr/job002/Movies/Unknown_0001_fractions.mrc"]
 
 
-def test_selected_star_without_user_star(tmp_path):
+def test_selected_star_without_user_star_writes_only_known_optics(tmp_path):
     preds = make_predictions(12)
     preds.loc[preds.index[-3:], "pixel_size"] = 1.1
     blocks, unmatched = selection_star(preds, include_medium=False)
@@ -137,14 +137,11 @@ def test_selected_star_without_user_star(tmp_path):
     good = preds[preds["label"] == "good"]
     assert list(back["micrographs"]["rlnMicrographName"]) == list(good["micrograph"])
     optics = back["optics"]
-    assert {
-        "rlnOpticsGroupName",
-        "rlnOpticsGroup",
-        "rlnMicrographPixelSize",
-        "rlnVoltage",
-        "rlnSphericalAberration",
-        "rlnAmplitudeContrast",
-    } <= set(optics.columns)
+    # nothing invented: no voltage, Cs or amplitude contrast is known for these micrographs
+    assert list(optics.columns) == ["rlnOpticsGroupName", "rlnOpticsGroup", "rlnMicrographPixelSize"]
+    text = (tmp_path / "selected.star").read_text()
+    assert text.startswith("# micrograde: optics not known, not written: rlnVoltage, rlnSphericalAberration, "
+                           "rlnAmplitudeContrast.")
     by_group = dict(zip(optics["rlnOpticsGroup"], optics["rlnMicrographPixelSize"], strict=True))
     for name, group in zip(
         back["micrographs"]["rlnMicrographName"], back["micrographs"]["rlnOpticsGroup"], strict=True
@@ -152,6 +149,26 @@ def test_selected_star_without_user_star(tmp_path):
         expected_ps = float(preds.loc[preds["micrograph"] == name, "pixel_size"].iloc[0])
         assert by_group[group] == pytest.approx(expected_ps)
     assert (tmp_path / "selected.star").read_text().count("# version 30001") == 2
+
+
+def test_selected_star_without_user_star_keeps_known_voltages_per_group(tmp_path):
+    preds = make_predictions(9).assign(label="good", pixel_size=0.83, voltage_kv=300.0)
+    preds.loc[preds.index[:4], "voltage_kv"] = 200.0
+    preds.loc[preds.index[-2:], "voltage_kv"] = float("nan")  # unknown for these two
+    blocks, _ = selection_star(preds)
+    write_star(tmp_path / "selected.star", blocks)
+    back = starfile.read(tmp_path / "selected.star", always_dict=True)
+    optics, mics = back["optics"], back["micrographs"]
+    assert len(optics) == 3
+    # a voltage known for some groups only is not written for any (RELION reads one value per column)
+    assert "rlnVoltage" not in optics.columns and "rlnSphericalAberration" not in optics.columns
+    assert sorted(mics.groupby("rlnOpticsGroup").size().tolist()) == [2, 3, 4]
+    known = preds.iloc[:7]
+    blocks, _ = selection_star(known)
+    write_star(tmp_path / "known.star", blocks)
+    optics = starfile.read(tmp_path / "known.star", always_dict=True)["optics"]
+    assert sorted(optics["rlnVoltage"].tolist()) == [200.0, 300.0]
+    assert "rlnVoltage" not in (tmp_path / "known.star").read_text().split("data_")[0]
 
 
 def test_relion30_single_loop_star_is_filtered(tmp_path):
@@ -212,3 +229,29 @@ def test_nothing_selected_still_writes_a_valid_star(tmp_path):
     back = starfile.read(tmp_path / "selected.star", always_dict=True)
     assert len(back["micrographs"]) == 0
     assert back["optics"]["rlnMicrographPixelSize"].tolist() == [pytest.approx(0.83)]
+
+
+def test_stars_written_at_once_in_one_folder_do_not_share_a_temporary_file(tmp_path):
+    import threading
+
+    preds = make_predictions(12)
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            for _ in range(5):
+                blocks, _ = selection_star(preds.assign(micrograph=preds["micrograph"] + f".{i}"))
+                write_star(tmp_path / f"selected-{i}.star", blocks)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for i in range(4):
+        names = starfile.read(tmp_path / f"selected-{i}.star", always_dict=True)["micrographs"]["rlnMicrographName"]
+        assert all(str(n).endswith(f".{i}") for n in names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"selected-{i}.star" for i in range(4)]

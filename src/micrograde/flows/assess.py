@@ -1,4 +1,12 @@
-"""The Prefect assess flow: ingest what is new, predict with one model load, write a report folder."""
+"""The Prefect assess flow: check the inputs, ingest what is new, predict with one model load, write a report folder.
+
+The inputs (STAR, .cs, thresholds, model) are checked before anything else (:mod:`.inputs`). A
+report folder has one writer at a time (a lock per folder name in ``WORKSPACE/.locks/``) and is
+built in ``WORKSPACE/.staging/`` and published in one step (:mod:`micrograde.pipeline.io.publish`),
+so a rolling session report rewritten by the watcher and a sweep at once, or a run killed while
+writing, never leaves a mixture or a half-written folder; the run is recorded once its folder is in
+place.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +23,18 @@ from pydantic import Field
 
 from micrograde import __version__
 from micrograde.pipeline.catalogue.cache import load_entry
-from micrograde.pipeline.catalogue.schema import AssessRun, Reject
+from micrograde.pipeline.catalogue.schema import AssessRun
 from micrograde.pipeline.config import FrozenModel, IngestConfig, PreprocessConfig
 from micrograde.pipeline.io.digest import digest_of
+from micrograde.pipeline.io.locks import file_lock
+from micrograde.pipeline.io.publish import remove_stale, staged_folder
 from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
 from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import ingest_flow
+from micrograde.flows.inputs import check_assess_inputs
 from micrograde.flows.runners import subflow
-from micrograde.flows.train import latest_model_id
 
 __all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess"]
 
@@ -80,8 +90,9 @@ def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConf
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def report_task(ctx: RunContext, report_dir: Path, predictions: pd.DataFrame, card: dict,
-                rejects: pd.DataFrame, run_info: dict, warnings: list, cfg: AssessConfig):
+def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dict, rejects: pd.DataFrame,
+                run_info: dict, warnings: list, cfg: AssessConfig):
+    """Write the report folder ``reports/<name>/`` (one writer at a time, published in one step) and record the run."""
     from micrograde.pipeline.report.outputs import write_outputs
 
     ws = ctx.workspace()
@@ -90,9 +101,21 @@ def report_task(ctx: RunContext, report_dir: Path, predictions: pd.DataFrame, ca
         entry = load_entry(ws.cache_dir, key)
         return entry["thumbnail"], entry["spectrum"]
 
-    return write_outputs(report_dir, predictions, card=card, rejects=rejects, get_images=get_images,
-                         run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star, cs=cfg.cs,
-                         include_medium=cfg.include_medium)
+    report_dir, staging = ws.reports_dir / name, ws.root / ".staging"
+
+    def lock_of(folder: str) -> Path:
+        return ws.root / ".locks" / f"report-{folder}.lock"
+
+    with file_lock(lock_of(name)):
+        remove_stale(staging, name, lock_of)
+        with staged_folder(report_dir, staging) as folder:
+            files = write_outputs(folder, predictions, card=card, rejects=rejects, get_images=get_images,
+                                  run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,
+                                  cs=cfg.cs, include_medium=cfg.include_medium)
+        with ws.transaction() as s:
+            s.add(AssessRun(id=run_info["run_id"], model_id=run_info["model_id"], report_dir=str(report_dir),
+                            command=ctx.command, n_micrographs=len(predictions)))
+    return report_dir, files
 
 
 def _assess_name() -> str:
@@ -110,7 +133,7 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
 
     cfg = cfg or AssessConfig()
     ws = ctx.workspace()
-    model_id = latest_model_id(ws, cfg.model_id)
+    model_id = check_assess_inputs(ws, cfg)
     card_pre = model_preprocess(ws.models_dir / model_id)
     ingest_cfg = (ingest_cfg or IngestConfig()).model_copy(update={"preprocess": card_pre})
     ids: list[int] = []
@@ -120,7 +143,7 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         summary = subflow(ingest_flow)(sources, ctx, ingest_cfg)
         ids += summary.micrograph_ids
         n_rejected = summary.rejected
-        rejects = _run_rejects(ws, summary.run_id)
+        rejects = pd.DataFrame(summary.rejects, columns=["path", "reason", "detail"])
     if cfg.sessions:
         table = micrograph_table(ws)
         chosen = table[table["session"].isin(list(cfg.sessions)) & (table["preprocess_key"] == card_pre.digest())]
@@ -135,7 +158,6 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
     predictions, card, n_cached = predict_task(ctx, model_id, sorted(set(ids)), cfg)
     warnings = ood_warnings(predictions, card)
     run_id = new_run_id("assess-")
-    report_dir = ws.reports_dir / (cfg.report_name or run_id)
     run_info = {
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -145,10 +167,8 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         "model_id": model_id,
         "host": platform.node(),
     }
-    files = report_task(ctx, report_dir, predictions, card, rejects, run_info, warnings, cfg)
-    with ws.transaction() as s:
-        s.add(AssessRun(id=run_id, model_id=model_id, report_dir=str(report_dir), command=ctx.command,
-                        n_micrographs=len(predictions)))
+    report_dir, files = report_task(ctx, cfg.report_name or run_id, predictions, card, rejects, run_info, warnings,
+                                    cfg)
     return AssessOutcome(run_id, report_dir, len(predictions), files.counts, [w.message for w in warnings],
                          files.unmatched, n_cached, n_rejected)
 
@@ -160,12 +180,3 @@ def model_preprocess(model_dir: Path) -> PreprocessConfig:
     pre = read_card(model_dir)["input"].get("preprocess", {})
     fields = set(PreprocessConfig.model_fields)
     return PreprocessConfig(**{k: v for k, v in pre.items() if k in fields})
-
-
-def _run_rejects(ws, run_id: str) -> pd.DataFrame:
-    from sqlalchemy import select
-
-    with ws.session() as s:
-        rows = s.execute(select(Reject).where(Reject.ingest_run_id == run_id)).scalars().all()
-    return pd.DataFrame([{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rows],
-                        columns=["path", "reason", "detail"])

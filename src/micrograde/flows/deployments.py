@@ -16,9 +16,10 @@ machine's other work) or the Dask cluster given. With ``dask_workers`` a single 
 is started for the life of the server and shared by every run.
 
 Prefect: a Prefect server when ``PREFECT_API_URL`` is set (never overridden). Otherwise a private
-local Prefect server is started for the life of ``flows serve`` (:func:`local_prefect_server`; its
-database lives in ``PREFECT_HOME``, the workspace's ``.prefect/`` by default): Prefect's in-process
-ephemeral API does not run the scheduler service, so schedules would never fire there.
+local Prefect server with every service is started for the life of ``flows serve``
+(:func:`local_prefect_server`; its database lives in ``PREFECT_HOME``, the workspace's ``.prefect/``
+by default): the API shared by one-off commands (:mod:`micrograde.flows.prefect_api`) runs the
+services of Prefect's ephemeral mode only, without the scheduler, so schedules would never fire there.
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,12 +135,6 @@ def local_dask_cluster(n_workers: int | None) -> Iterator[str | None]:
         cluster.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 120.0) -> Iterator[str]:
     """Yield the Prefect API URL: ``PREFECT_API_URL`` when set, else that of a local server started here.
@@ -153,9 +146,9 @@ def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
-    import httpx
+    from micrograde.flows.prefect_api import free_port, wait_until_healthy
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -167,18 +160,7 @@ def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 
         env={**os.environ, "PREFECT_SERVER_UI_ENABLED": os.environ.get("PREFECT_SERVER_UI_ENABLED", "false")},
     )
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the local Prefect server exited with code {proc.returncode} (log: {log_path})")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the local Prefect server did not start within {timeout_s:.0f} s (log: {log_path})")
-            time.sleep(0.5)
+        wait_until_healthy(proc, url, timeout_s, log_path)
         os.environ["PREFECT_API_URL"] = url
         try:
             yield url

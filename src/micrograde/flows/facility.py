@@ -11,8 +11,11 @@
 * :func:`retrain_flow` - trains a new model (on demand, or when enough new labels exist).
 
 Retries: only transient I/O errors are retried (the ingest tasks and the folder poll); validation
-failures are quarantined by ingest and never retried. A lock beside the watch state keeps two runs
-from polling one folder at once; how many flow runs and tasks run at once is set where the flows
+failures are quarantined by ingest and never retried. A file that fails for another reason (a bug,
+the database gone) is not committed: the watcher delivers it again at its next run, the next sweep
+tries it again, and the run fails loudly after finishing the other files and the reports. A lock
+beside the watch state keeps two runs from polling one folder at once, two sweeps of one folder
+wait for each other, and each report folder has one writer at a time (``flows/assess.py``); how many flow runs and tasks run at once is set where the flows
 are served (:mod:`micrograde.flows.deployments`). Each run is renamed after what it did, e.g.
 ``watch: 3 new files, 1 rejected``.
 """
@@ -40,7 +43,7 @@ from micrograde.pipeline.io.watch import CompletionTracker, Handover, WatchConfi
 from micrograde.pipeline.catalogue.workspace import Workspace
 
 from micrograde.flows.context import RunContext
-from micrograde.flows.ingest import ingest_flow
+from micrograde.flows.ingest import IngestFailed, ingest_flow
 from micrograde.flows.runners import subflow
 
 __all__ = [
@@ -92,6 +95,7 @@ class SweepOutcome:
     reports: dict[str, str] = field(default_factory=dict)  # session -> report folder
     retrain_started: bool = False
     notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> error; tried again by the next run
 
     def add(self, summary: IngestSummary, handed: list[Handover]) -> None:
         self.files += summary.n_files
@@ -239,12 +243,20 @@ def _ingest_config(ws: Workspace, ingest_cfg: IngestConfig | None, cfg: Facility
     return ingest_cfg.model_copy(update={"preprocess": model_preprocess(model_dir)})
 
 
-def _ingest(out: SweepOutcome, handed: list[Handover], ctx: RunContext, ingest_cfg: IngestConfig) -> None:
+def _ingest(out: SweepOutcome, handed: list[Handover], ctx: RunContext, ingest_cfg: IngestConfig) -> list[Handover]:
+    """Ingest the handed files that still exist; returns those done with (all but the failed ones)."""
     present = [h for h in handed if os.path.exists(h.path)]
     if len(present) < len(handed):
         out.notes.append(f"{len(handed) - len(present)} file(s) vanished before ingest")
-    if present:
-        out.add(subflow(ingest_flow)([h.path for h in present], ctx, ingest_cfg), present)
+    if not present:
+        return handed
+    try:
+        summary = subflow(ingest_flow)([h.path for h in present], ctx, ingest_cfg)
+    except IngestFailed as exc:
+        summary = exc.summary
+        out.failed.update(summary.failed)
+    out.add(summary, present)
+    return [h for h in handed if h.path not in summary.failed]
 
 
 def _assess_config(cfg: FacilityConfig, session: str):
@@ -300,9 +312,12 @@ def _maybe_start_retrain(out: SweepOutcome, ws: Workspace, cfg: FacilityConfig) 
 
 
 def _finish(out: SweepOutcome, failures: list[str]) -> SweepOutcome:
-    _rename_run(out.title() + (f", {len(failures)} report(s) failed" if failures else ""))
-    if failures:
-        raise RuntimeError("session report(s) failed after the ingest succeeded: " + "; ".join(failures))
+    failed = f", {len(out.failed)} file(s) failed" if out.failed else ""
+    _rename_run(out.title() + failed + (f", {len(failures)} report(s) failed" if failures else ""))
+    problems = [f"{path}: {error}" for path, error in out.failed.items()] + failures
+    if problems:
+        raise RuntimeError(f"{out.kind} finished with failures (files are tried again by the next run): "
+                           + "; ".join(problems))
     return out
 
 
@@ -328,8 +343,7 @@ def watch_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None 
                 time.sleep(cfg.poll_interval_s)
             handed = poll_task(tracker, watch_dir)
             if handed:
-                _ingest(out, handed, ctx, ingest_cfg)
-                tracker.commit(handed)
+                tracker.commit(_ingest(out, handed, ctx, ingest_cfg))  # a failed file stays delivered
         out.waiting = len(tracker.waiting)
     failures = _update_reports(out, ctx, cfg, sessions_of(ws, out.micrograph_ids))
     _maybe_start_retrain(out, ws, cfg)
@@ -347,9 +361,9 @@ def sweep_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None 
     state = watch_state_path(ws, watch_dir)
     with state_lock(state, blocking=True):
         handed = settled_task(watch_dir, cfg.watch)
-        _ingest(out, handed, ctx, _ingest_config(ws, ingest_cfg, cfg))
+        done = _ingest(out, handed, ctx, _ingest_config(ws, ingest_cfg, cfg))
         tracker = CompletionTracker(cfg.watch, state_path=state)
-        tracker.commit(handed)  # the watcher need not hand these over again
+        tracker.commit(done)  # the watcher need not hand these over again
     failures = _update_reports(out, ctx, cfg, sessions_of(ws, out.micrograph_ids))
     _maybe_start_retrain(out, ws, cfg)
     return _finish(out, failures)

@@ -1,9 +1,15 @@
 """The Prefect ingest flow: discover files, fan out one task per file, record rejects.
 
-Tasks are thin: each calls :func:`micrograde.pipeline.catalogue.ingest.ingest_file`. Only transient I/O
-errors are retried (never validation errors, which are not raised at all but recorded as
-rejects). A file whose task still fails after its retries is recorded as an ``io-error`` reject and
-the run goes on.
+Tasks are thin: each calls :func:`micrograde.pipeline.catalogue.ingest.ingest_file`. Errors by kind:
+
+* a bad micrograph is not an error: ingest records it as a reject (with its reason);
+* an I/O error (``OSError``) is retried while it may pass (:func:`is_transient`); one that
+  outlives its retries, or cannot pass (a full disk), becomes an ``io-error`` reject and the run
+  goes on; the file gets no ``files`` row, so the next run tries it again;
+* anything else (a bug, a database that went away) fails that file's task loudly: the run goes on
+  with the other files, records the error in ``ingest_runs.errors``, and then fails with
+  :class:`IngestFailed`, which carries the summary. Nothing is recorded against the file, so the
+  watcher delivers it again and the next sweep or ingest retries it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,18 @@ from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
 
-__all__ = ["ingest_flow", "ingest_file_task"]
+__all__ = ["ingest_flow", "ingest_file_task", "IngestFailed"]
+
+
+class IngestFailed(RuntimeError):
+    """Some files failed for another reason than their content or I/O; ``summary`` has the rest."""
+
+    def __init__(self, summary: IngestSummary) -> None:
+        shown = "; ".join(f"{p}: {e}" for p, e in list(summary.failed.items())[:5])
+        more = f" (and {len(summary.failed) - 5} more)" if len(summary.failed) > 5 else ""
+        super().__init__(f"{len(summary.failed)} file(s) failed and will be tried again by the next run: "
+                         f"{shown}{more}")
+        self.summary = summary
 
 
 def _retry_only_io(_task, _task_run, state) -> bool:
@@ -75,13 +92,18 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
         for future in as_completed(list(futures)):
             path = futures[future]
             try:
-                outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - an I/O error that outlived its retries
+                summary.add(future.result())
+            except OSError as exc:  # an I/O error that outlived its retries, or cannot pass
                 detail = f"{type(exc).__name__}: {exc}"
                 record_reject(ws, path, "io-error", detail, run_id)
-                outcome = FileOutcome(path, rejects=(("io-error", detail),))
-            summary.add(outcome)
+                summary.add(FileOutcome(path, rejects=(("io-error", detail, path),)))
+            except Exception as exc:  # noqa: BLE001 - a bug or a database failure: reported below, retried later
+                summary.fail(path, exc)
             bar.update(1)
             bar.set_postfix(ok=summary.usable, rejected=summary.rejected)
-    finish_run(ws, run_id, summary.ingested, summary.skipped, summary.rejected)
+    errors = [{"path": p, "error": e} for p, e in summary.failed.items()]
+    finish_run(ws, run_id, summary.ingested, summary.skipped, summary.rejected,
+               status="failed" if errors else "done", errors=errors)
+    if summary.failed:
+        raise IngestFailed(summary)
     return summary

@@ -14,7 +14,8 @@ import os
 
 import click
 
-__all__ = ["make_task_runner", "dask_options", "task_runner_from_options", "default_threads", "subflow"]
+__all__ = ["make_task_runner", "dask_options", "task_runner_from_options", "check_runner_options", "default_threads",
+           "subflow"]
 
 
 def default_threads() -> int:
@@ -29,12 +30,7 @@ def make_task_runner(dask_address: str | None = None, dask_workers: int | None =
       the flow and stopped after it;
     * otherwise a thread pool of ``threads`` workers (default: one per CPU core).
     """
-    if dask_address and dask_workers:
-        raise ValueError("give either a Dask scheduler address or a local cluster size, not both")
-    if dask_workers is not None and dask_workers < 1:
-        raise ValueError("a local Dask cluster needs at least one worker")
-    if threads is not None and threads < 1:
-        raise ValueError("a thread pool needs at least one thread")
+    _check_runner(dask_address, dask_workers, threads)
     if dask_address or dask_workers:
         from prefect_dask import DaskTaskRunner
 
@@ -57,6 +53,23 @@ def make_task_runner(dask_address: str | None = None, dask_workers: int | None =
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=threads or default_threads())
+
+
+def _check_runner(dask_address: str | None, dask_workers: int | None, threads: int | None) -> None:
+    if dask_address and dask_workers:
+        raise ValueError("give either a Dask scheduler address or a local cluster size, not both")
+    if dask_workers is not None and dask_workers < 1:
+        raise ValueError("a local Dask cluster needs at least one worker")
+    if threads is not None and threads < 1:
+        raise ValueError("a thread pool needs at least one thread")
+
+
+def check_runner_options(dask_address: str | None, dask_workers: int | None, threads: int | None = None) -> None:
+    """The usage error (exit 2) of :func:`task_runner_from_options`, checked before any work (imports nothing)."""
+    try:
+        _check_runner(dask_address, dask_workers, threads)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def subflow(flow):

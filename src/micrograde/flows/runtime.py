@@ -1,17 +1,20 @@
 """Process-level settings for Prefect, applied by the command line before Prefect is imported.
 
-Prefect runs fully offline against an ephemeral local server whose SQLite database lives under
-PREFECT_HOME. We keep PREFECT_HOME inside the workspace unless the user set one, switch off
-analytics and telemetry, and give the ephemeral server 90 s to start on slow machines. A user's
-own settings (``PREFECT_API_URL`` for a Prefect server, for instance) always win.
+Prefect runs fully offline against a local API server whose SQLite database lives under
+PREFECT_HOME (see :mod:`micrograde.flows.prefect_api`: one server shared by successive commands).
+We keep PREFECT_HOME inside the workspace unless the user set one, switch off analytics and
+telemetry, and give a local server 90 s to start on slow machines. A user's own settings
+(``PREFECT_API_URL`` for a Prefect server, for instance) always win.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["configure_prefect", "PREFECT_DEFAULTS"]
+__all__ = ["configure_prefect", "prefect_session", "PREFECT_DEFAULTS"]
 
 PREFECT_DEFAULTS: dict[str, str] = {
     "DO_NOT_TRACK": "1",
@@ -33,3 +36,17 @@ def configure_prefect(workspace: str | Path | None = None) -> None:
         os.environ["PREFECT_HOME"] = str(Path(workspace).expanduser().resolve() / ".prefect")
     if "PREFECT_HOME" in os.environ:  # Prefect cannot create its database in a missing folder
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def prefect_session(workspace: str | Path) -> Iterator[str | None]:
+    """Settings for ``workspace`` and a Prefect API for the block (call before Prefect is imported).
+
+    Yields the API URL: the user's ``PREFECT_API_URL``, else the local server shared by successive
+    commands (started if none runs), or None with ``MICROGRADE_PREFECT_API=private``.
+    """
+    from micrograde.flows.prefect_api import prefect_api
+
+    configure_prefect(workspace)
+    with prefect_api(os.environ["PREFECT_HOME"]) as url:
+        yield url

@@ -6,6 +6,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, ModelRow, SessionRow
+from micrograde.pipeline.catalogue.files import file_counts
 from micrograde.pipeline.catalogue.query import reject_counts
 from micrograde.pipeline.catalogue.workspace import Workspace
 
@@ -38,17 +39,21 @@ def workspace_status(ws: Workspace) -> dict:
         "sessions": {k: int(v) for k, v in per_session.items()},
         "rejected": int(sum(rejects.values())),
         "reject_reasons": rejects,
+        "files": file_counts(ws),
         "annotators": int(n_annotators),
         "annotations": int(len(ann)),
         "labelled": int(latest["micrograph_id"].nunique()),
         "models": [{"id": m.id, "backbone": m.backbone, "created_at": m.created_at.isoformat()} for m in models],
-        "reports": sorted(p.name for p in ws.reports_dir.iterdir() if p.is_dir()),
+        "reports": sorted(p.name for p in ws.reports_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
     }
 
 
 def status_lines(status: dict) -> list[str]:
     lines = [f"workspace {status['workspace']}", f"micrographs ingested: {status['micrographs']}"]
     lines += [f"  session {name}: {n}" for name, n in status["sessions"].items()]
+    files = status["files"]
+    lines.append(f"files seen: {sum(files.values())} (ingested {files['ingested']}, rejected {files['rejected']}, "
+                 f"superseded by a newer version {files['superseded']})")
     lines.append(f"rejected files: {status['rejected']}")
     lines += [f"  {reason}: {n}" for reason, n in status["reject_reasons"].items()]
     lines.append(

@@ -6,8 +6,10 @@ unlabelled, once a model has graded micrographs, the least confident prediction 
 come last in catalogue order, so arrows can still revisit them.
 
 Model confidence comes from a callable returning ``micrograph_id, confidence``; by default the
-latest ``WORKSPACE/reports/<run-id>/predictions.csv`` (columns ``micrograph,confidence,...``,
-micrograph = the path as ingested) is read, matched to catalogue ids by path.
+``predictions.csv`` (columns ``micrograph,confidence,...``, micrograph = the path as ingested) of
+the most recent assessment run is read (by the time the run was recorded, so a rolling session
+report and a one-off assessment compete on when they were written, not on their folder names),
+matched to catalogue ids by path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
-from micrograde.pipeline.catalogue.schema import Micrograph
+from micrograde.pipeline.catalogue.schema import AssessRun, Micrograph
 from micrograde.pipeline.catalogue.workspace import Workspace
 
 __all__ = ["ModelProbs", "latest_predictions_file", "predictions_confidence", "build_queue"]
@@ -27,9 +29,15 @@ ModelProbs = Callable[[], pd.DataFrame]
 
 
 def latest_predictions_file(ws: Workspace) -> Path | None:
-    """The newest ``reports/<run-id>/predictions.csv`` (run ids sort by time), or None."""
-    files = sorted(ws.reports_dir.glob("*/predictions.csv"), key=lambda p: p.parent.name)
-    return files[-1] if files else None
+    """The ``predictions.csv`` of the most recent assessment run whose folder still has one, or None."""
+    with ws.session() as s:
+        folders = s.execute(select(AssessRun.report_dir).order_by(AssessRun.created_at.desc(), AssessRun.id.desc())
+                            ).scalars().all()
+    for folder in folders:
+        path = Path(folder) / "predictions.csv"
+        if path.is_file():
+            return path
+    return None
 
 
 def predictions_confidence(ws: Workspace) -> pd.DataFrame:

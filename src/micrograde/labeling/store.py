@@ -1,7 +1,7 @@
 """The annotation store: append-only labels in the workspace catalogue.
 
 A change is a new row, an undo is a new row (a retraction, ``label`` None, or a copy of the state
-before the undone row); no annotation row is ever updated or deleted. The latest row (highest id)
+before the undone row, with ``undoes`` naming it); no annotation row is ever updated or deleted. The latest row (highest id)
 per (annotator, micrograph) is the annotator's current label.
 """
 
@@ -62,13 +62,28 @@ LATEST_COLUMNS = [
 ]
 
 
-def _append(ws: Workspace, row: Annotation, retries: int = 5) -> Annotation:
+#: How long a label is retried while the database is busy or away (a PostgreSQL restart, a failover).
+RETRY_FOR_S = 60.0
+_GONE = ("locked", "connection", "server closed", "terminating", "shutting down", "starting up", "could not connect")
+
+
+def _passing(exc: OperationalError) -> bool:
+    """A database error that passes: SQLite locked past its busy timeout, or a server that went away."""
+    return bool(getattr(exc, "connection_invalidated", False)) or any(k in str(exc).lower() for k in _GONE)
+
+
+def _append(ws: Workspace, row: Annotation, retry_for_s: float = RETRY_FOR_S) -> Annotation:
     """Check the annotator (exists, active) and micrograph, then insert one row, in one transaction.
 
-    Retries briefly if SQLite reports the database locked past its busy timeout.
+    Retried while the database is locked or away (for up to ``retry_for_s``), so a label sent while
+    PostgreSQL restarts is stored once it is back (the pool replaces dead connections:
+    ``pool_pre_ping``). Only a commit whose acknowledgement was lost could be stored twice, and the
+    copy is the same label (the latest row per annotator counts).
     """
     values = {c.name: getattr(row, c.name) for c in Annotation.__table__.columns if c.name != "id"}
-    for attempt in range(retries):
+    deadline = time.monotonic() + retry_for_s
+    attempt = 0
+    while True:
         try:
             with ws.transaction() as s:
                 _check_ids(s, values["micrograph_id"], values["annotator_id"])
@@ -77,10 +92,10 @@ def _append(ws: Workspace, row: Annotation, retries: int = 5) -> Annotation:
                 s.flush()
             return row
         except OperationalError as exc:
-            if "locked" not in str(exc).lower() or attempt == retries - 1:
+            if not _passing(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
+            attempt += 1
+            time.sleep(min(1.0, 0.05 * attempt))
 
 
 def _check_ids(s, micrograph_id: int, annotator_id: int) -> None:
@@ -120,27 +135,37 @@ def annotate(
 
 
 def undo(ws: Workspace, annotation_id: int, annotator_id: int, *, source: str = "web") -> Annotation:
-    """Undo annotation ``annotation_id`` of this annotator by appending the state before it.
+    """Undo this annotator's current annotation ``annotation_id`` by appending the state before it.
 
-    The new row copies the annotator's previous row for that micrograph (label, reasons, comment),
-    or is a retraction (label None) when the undone row was the first. Undoing the actions of a
-    session newest-first therefore walks the history back exactly.
+    Only the top of the annotator's history for that micrograph can be undone: its latest row, or,
+    after undos, the latest row not undone yet. The new row copies the state before the target
+    (label, reasons, comment), or is a retraction (label None) when there is none, and records the
+    target in ``undoes``; undoing a session's actions newest-first therefore walks the history back
+    exactly. Any other annotation (an older one, another annotator's) raises
+    :class:`UnknownAnnotationError` and changes nothing.
     """
     check_source(source)
     with ws.session() as s:
         target = s.get(Annotation, int(annotation_id))
         if target is None or target.annotator_id != int(annotator_id):
             raise UnknownAnnotationError(f"no annotation {annotation_id} of this annotator")
-        before = s.execute(
+        history = s.execute(
             select(Annotation)
-            .where(
-                Annotation.annotator_id == target.annotator_id,
-                Annotation.micrograph_id == target.micrograph_id,
-                Annotation.id < target.id,
-            )
-            .order_by(Annotation.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+            .where(Annotation.annotator_id == target.annotator_id, Annotation.micrograph_id == target.micrograph_id)
+            .order_by(Annotation.id)
+        ).scalars().all()
+    stack: list[Annotation] = []
+    for row in history:
+        if row.undoes is not None and stack and stack[-1].id == row.undoes:
+            stack.pop()
+        else:
+            stack.append(row)
+    if not stack or stack[-1].id != target.id:
+        raise UnknownAnnotationError(
+            f"annotation {annotation_id} is not this annotator's current label of micrograph {target.micrograph_id}: "
+            "only the latest can be undone"
+        )
+    before = stack[-2] if len(stack) > 1 else None
     row = Annotation(
         micrograph_id=target.micrograph_id,
         annotator_id=target.annotator_id,
@@ -148,6 +173,7 @@ def undo(ws: Workspace, annotation_id: int, annotator_id: int, *, source: str = 
         reasons=before.reasons if before is not None else "",
         comment=before.comment if before is not None else "",
         source=source,
+        undoes=target.id,
     )
     return _append(ws, row)
 

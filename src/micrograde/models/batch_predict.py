@@ -2,7 +2,9 @@
 
 Probabilities are stored per (model, cache key) in ``CACHE/predictions/<model-id>.parquet``: a
 cache key already names the content and the preprocessing, and a model id names the weights, so
-an entry never goes stale. The file is rewritten atomically when new keys are added.
+an entry never goes stale. The file is rewritten atomically when new keys are added, under a
+lock beside it (two assessments with one model at once, e.g. the watcher and a sweep, each add
+their keys; neither loses the other's).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from micrograde.pipeline.io.atomic import atomic_write_bytes
+from micrograde.pipeline.io.locks import file_lock
 from micrograde.pipeline.config import LABELS
 
 from micrograde.models.infer import Predictor
@@ -39,16 +42,23 @@ def predict_cached(
 ) -> tuple[np.ndarray, int]:
     """Calibrated probabilities (N, 3) for ``cache_keys``; returns them and how many were cached."""
     store = prediction_cache_path(cache_dir, predictor.model_id)
-    known = pd.read_parquet(store).set_index("cache_key") if store.is_file() else pd.DataFrame(columns=_COLUMNS)
+    known = _read(store)
     keys = [str(k) for k in cache_keys]
     missing = sorted({k for k in keys if k not in known.index})
     if missing:
         probs = predictor.predict(missing, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers,
                                   progress=progress)
         fresh = pd.DataFrame(probs, columns=_COLUMNS, index=pd.Index(missing, name="cache_key"))
-        known = pd.concat([known, fresh]) if len(known) else fresh
-        buf = io.BytesIO()
-        known.rename_axis("cache_key").reset_index().to_parquet(buf, index=False)
-        atomic_write_bytes(store, buf.getvalue())
+        with file_lock(store.with_name(store.name + ".lock")):
+            current = _read(store)  # what others added meanwhile
+            current = current.loc[~current.index.isin(fresh.index)]
+            known = pd.concat([current, fresh]) if len(current) else fresh
+            buf = io.BytesIO()
+            known.rename_axis("cache_key").reset_index().to_parquet(buf, index=False)
+            atomic_write_bytes(store, buf.getvalue())
     out = known.loc[keys, _COLUMNS].to_numpy(dtype=np.float64) if keys else np.zeros((0, len(LABELS)))
     return out, len(set(keys)) - len(missing)
+
+
+def _read(store: Path) -> pd.DataFrame:
+    return pd.read_parquet(store).set_index("cache_key") if store.is_file() else pd.DataFrame(columns=_COLUMNS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,14 +65,26 @@ class PreprocessConfig(FrozenModel):
     )
     clip_sigma: float = Field(4.0, gt=0, description="outlier clip (in robust sigma) before standardising")
     thumbnail_size: int = Field(512, ge=64, le=2048, description="side of the display thumbnail")
-    voltage_kv: float = Field(300.0, gt=0, description="accelerating voltage (kV), for the defocus measure")
     view_pixel_size: float = Field(8.0, gt=0, description="Angstrom per pixel of the cached whole-field view "
                                    "(the grader's and the mask model's image: the same physical scale everywhere)")
     view_max_side: int = Field(1024, ge=64, le=4096, description="longest side of the view; a larger field is "
                                "Fourier-cropped further (its pixel size is recorded)")
 
+    #: Fields removed since micrograde 0.1.0, with the value every 0.1.0 digest included (the voltage
+    #: is now per session, part of a micrograph's cache identity): 0.1.0 keys and model cards stay valid.
+    _REMOVED: ClassVar[dict[str, Any]] = {"voltage_kv": 300.0}
+    #: Fields added since 0.1.0. They enter the digest only when set to something else than their
+    #: default, so adding a field orphans no cache entry and no model; changing a default changes
+    #: results and needs FEATURES_VERSION (pipeline/signal/measures.py) bumped instead.
+    _ADDED: ClassVar[frozenset[str]] = frozenset({"view_pixel_size", "view_max_side"})
+
     def digest(self) -> str:
-        return config_digest(self)
+        """A short, stable digest of the preprocessing (the ``preprocess_key`` of micrographs and models)."""
+        values = {**self._REMOVED, **self.model_dump(mode="json")}
+        for name in self._ADDED:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                values.pop(name)
+        return _digest_of(values)
 
 
 class SessionMeta(FrozenModel):
@@ -88,12 +100,14 @@ class SessionMeta(FrozenModel):
     grid_material: str | None = Field(None, description="e.g. Cu, Au")
     grid_maker: str | None = Field(None, description="e.g. Quantifoil, C-flat, UltrAuFoil")
     dose: float | None = Field(None, ge=0, description="total dose, e/A^2")
+    voltage_kv: float | None = Field(None, gt=0, description="accelerating voltage, kV (for the defocus measure)")
 
 
 class IngestConfig(FrozenModel):
     """Options of one ingest run."""
 
-    session: str | None = Field(None, description="session name; default: the parent folder name")
+    session: str | None = Field(None, description="session name; default: EPU metadata, session.json, else the "
+                                "nearest folder with a non-generic name (sessions.py)")
     pixel_size: float | None = Field(None, gt=0, description="Angstrom/pixel for files whose header has none")
     stack: StackMode = "auto"
     recursive: bool = True
@@ -104,5 +118,9 @@ class IngestConfig(FrozenModel):
 
 def config_digest(model: BaseModel) -> str:
     """A short, stable digest of a configuration (sorted JSON, sha256)."""
-    payload = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return _digest_of(model.model_dump(mode="json"))
+
+
+def _digest_of(values: dict) -> str:
+    payload = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

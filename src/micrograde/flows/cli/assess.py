@@ -6,9 +6,17 @@ import sys
 
 import click
 
-from micrograde.flows.cli.options import db_option, ingest_config_from, ingest_options, run_context, workspace_option
+from micrograde.flows.cli.options import (
+    InputError,
+    check_sources,
+    db_option,
+    ingest_config_from,
+    ingest_options,
+    run_context,
+    workspace_option,
+)
 from micrograde.flows.cli.train import parse_thresholds, threshold_option
-from micrograde.flows.runners import dask_options, task_runner_from_options
+from micrograde.flows.runners import check_runner_options, dask_options, task_runner_from_options
 
 __all__ = ["register"]
 
@@ -44,32 +52,36 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
     """
     if not sources and not sessions:
         raise click.UsageError("give micrograph files/folders to assess, or --assess-session NAME")
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import configure_prefect, prefect_session
 
+    check_runner_options(dask_address, dask_workers, workers)
+    check_sources(sources)
+    ingest_cfg = ingest_config_from(params)
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)  # before Prefect is imported: its home and logging come from the environment
-    from micrograde.flows.assess import AssessConfig
+    configure_prefect(ctx.root)  # before Prefect is imported: its home and logging
+    from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
+
+    from micrograde.flows.assess import AssessConfig, NothingToAssessError, assess_flow
+    from micrograde.flows.inputs import AssessInputError, check_assess_inputs
+    from micrograde.flows.train import ModelNotFoundError
 
     cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
                        include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
                        sessions=tuple(sessions) or None)
-    from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
-    from micrograde.pipeline.export.cryosparc import CsFormatError
-    from micrograde.pipeline.export.relion import StarFormatError
-
-    from micrograde.flows.assess import NothingToAssessError, assess_flow
-    from micrograde.flows.train import ModelNotFoundError
-
-    try:
-        runner = task_runner_from_options(dask_address, dask_workers, workers)
-        outcome = assess_flow.with_options(task_runner=runner)(list(sources), ctx, ingest_config_from(params), cfg)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except (StarFormatError, CsFormatError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    except (ModelNotFoundError, ModelLoadError, ModelCardMismatch, NothingToAssessError) as exc:
+    try:  # every input before any work: nothing ingested, no report folder, no Prefect run
+        check_assess_inputs(ctx.workspace(), cfg)
+    except AssessInputError as exc:
+        raise InputError(str(exc)) from exc
+    except (ModelNotFoundError, ModelLoadError, ModelCardMismatch) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    with prefect_session(ctx.root):  # its API
+        runner = task_runner_from_options(dask_address, dask_workers, workers)
+        try:
+            outcome = assess_flow.with_options(task_runner=runner)(list(sources), ctx, ingest_cfg, cfg)
+        except (NothingToAssessError, ModelLoadError, ModelCardMismatch) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts.items())
     click.echo(f"assessed {outcome.n_micrographs} micrographs ({counts}); {outcome.n_rejected} rejected", err=True)
     for w in outcome.warnings:
@@ -77,6 +89,9 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
     if outcome.unmatched:
         shown = ", ".join(outcome.unmatched[:10]) + (" ..." if len(outcome.unmatched) > 10 else "")
         click.echo(f"{len(outcome.unmatched)} names in your star/cs matched no assessed micrograph: {shown}", err=True)
+    if not star:
+        click.echo("note: without --star, selected.star has only the optics micrograde knows (pixel size; voltage "
+                   "where a header, session.json or --voltage gave it), no Cs or amplitude contrast", err=True)
     click.echo(str(outcome.report_dir))
 
 

@@ -87,11 +87,10 @@ def serve_cmd(workspace, db, watch_dir, cron, interval, limit, dask_address, das
       micrograde flows serve --workspace ws/ --watch /data/epu/session7 --cron "*/10 * * * *" \\
           --dask-workers 4 --retrain-after 200
     """
-    from micrograde.flows.runners import task_runner_from_options
+    from micrograde.flows.runners import check_runner_options
     from micrograde.flows.runtime import configure_prefect
 
-    if dask_address and dask_workers:
-        task_runner_from_options(dask_address, dask_workers)  # raises the usage error
+    check_runner_options(dask_address, dask_workers, workers)
     if cron is not None:
         _check_cron(cron)
     ctx = run_context(workspace, db, progress=False)
@@ -132,17 +131,18 @@ def sweep_cmd(workspace, db, watch_dir, dask_address, dask_workers, workers, **p
     Example:
       micrograde flows sweep --workspace ws/ --watch /data/epu/session7
     """
-    from micrograde.flows.runners import task_runner_from_options
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runners import check_runner_options, task_runner_from_options
+    from micrograde.flows.runtime import prefect_session
 
-    runner = task_runner_from_options(dask_address, dask_workers, workers)
+    check_runner_options(dask_address, dask_workers, workers)
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)
-    facility = _facility_config({k: params.pop(k) for k in _FACILITY_KEYS})
-    ingest_cfg = ingest_config_from(params)
-    from micrograde.flows.facility import sweep_flow
+    with prefect_session(ctx.root):
+        runner = task_runner_from_options(dask_address, dask_workers, workers)
+        facility = _facility_config({k: params.pop(k) for k in _FACILITY_KEYS})
+        ingest_cfg = ingest_config_from(params)
+        from micrograde.flows.facility import sweep_flow
 
-    out = sweep_flow.with_options(task_runner=runner)(str(Path(watch_dir).resolve()), ctx, ingest_cfg, facility)
+        out = sweep_flow.with_options(task_runner=runner)(str(Path(watch_dir).resolve()), ctx, ingest_cfg, facility)
     click.echo(out.title())
     for note in out.notes:
         click.echo(f"  note: {note}")
@@ -162,13 +162,13 @@ def retrain_cmd(workspace, db, retrain_after):
     Example:
       micrograde flows retrain --workspace ws/ --after 100
     """
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)
-    from micrograde.flows.facility import FacilityConfig, retrain_flow
+    with prefect_session(ctx.root):
+        from micrograde.flows.facility import FacilityConfig, retrain_flow
 
-    out = retrain_flow(ctx, FacilityConfig(retrain_after=retrain_after), force=retrain_after is None)
+        out = retrain_flow(ctx, FacilityConfig(retrain_after=retrain_after), force=retrain_after is None)
     click.echo(out.title())
     if out.model_dir:
         click.echo(out.model_dir)
@@ -193,19 +193,18 @@ def demo_cmd(workspace, n_per_session, quick, seed):
     Example:
       micrograde demo --workspace micrograde-demo
     """
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
     root = Path(workspace).expanduser().resolve()
     check_demo_workspace(root)
     ctx = run_context(str(root), None)
-    configure_prefect(root)  # before Prefect is imported
-    from micrograde.flows.demo import DemoConfig, demo_flow
-
-    cfg = DemoConfig.quick() if quick else DemoConfig()
-    cfg = cfg.model_copy(update={"seed": seed, **({"n_per_session": n_per_session} if n_per_session else {})})
-
     t0 = time.perf_counter()
-    out = demo_flow(ctx, cfg)
+    with prefect_session(root):  # before Prefect is imported
+        from micrograde.flows.demo import DemoConfig, demo_flow
+
+        cfg = DemoConfig.quick() if quick else DemoConfig()
+        cfg = cfg.model_copy(update={"seed": seed, **({"n_per_session": n_per_session} if n_per_session else {})})
+        out = demo_flow(ctx, cfg)
     for warning in out.warnings:
         click.echo(f"warning: {warning}")
     click.echo(f"demo finished in {time.perf_counter() - t0:.0f} s; report:")

@@ -8,6 +8,7 @@ import sys
 import click
 
 from micrograde.flows.cli.options import (
+    check_sources,
     db_option,
     ingest_config_from,
     ingest_options,
@@ -16,7 +17,7 @@ from micrograde.flows.cli.options import (
     run_context,
     workspace_option,
 )
-from micrograde.flows.runners import dask_options, task_runner_from_options
+from micrograde.flows.runners import check_runner_options, dask_options, task_runner_from_options
 
 __all__ = ["register"]
 
@@ -38,18 +39,23 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask
     Example:
       micrograde ingest /data/session1/ "/data/session2/*.mrc" --workspace ws/ --session grid7
     """
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
+    check_runner_options(dask_address, dask_workers, workers)
+    check_sources(sources)
     ctx = run_context(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
-    configure_prefect(ctx.root)
-    from micrograde.flows.ingest import ingest_flow
+    with prefect_session(ctx.root):
+        from micrograde.flows.ingest import IngestFailed, ingest_flow
 
-    runner = task_runner_from_options(dask_address, dask_workers, workers)
-    try:
-        summary = ingest_flow.with_options(task_runner=runner)(list(sources), ctx, cfg)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from exc
+        runner = task_runner_from_options(dask_address, dask_workers, workers)
+        try:
+            summary = ingest_flow.with_options(task_runner=runner)(list(sources), ctx, cfg)
+        except IngestFailed as exc:
+            for line in exc.summary.lines():
+                click.echo(line)
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     for line in summary.lines():
         click.echo(line)
     if summary.usable == 0:

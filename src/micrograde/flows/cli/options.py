@@ -13,11 +13,13 @@ if TYPE_CHECKING:  # imported when a command runs, not for `micrograde --help`
     from micrograde.pipeline.catalogue.workspace import Workspace
 
 __all__ = [
+    "InputError",
     "workspace_option",
     "db_option",
     "open_workspace",
     "run_context",
     "command_line",
+    "check_sources",
     "json_option",
     "ingest_options",
     "ingest_config_from",
@@ -45,6 +47,12 @@ db_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
+class InputError(click.ClickException):
+    """A bad input file or option, found before any work: one line (``Error: ...``), exit code 2."""
+
+    exit_code = 2
+
+
 def command_line() -> str:
     """The command line as typed (stamped on runs, models and reports)."""
     return shlex.join(["micrograde", *sys.argv[1:]])
@@ -57,6 +65,16 @@ def run_context(workspace: str, db: str | None, *, progress: bool = True) -> Run
     ctx = RunContext(root=workspace, db_url=db, command=command_line(), progress=progress)
     _opened(ctx)
     return ctx
+
+
+def check_sources(sources) -> None:
+    """Every source names an existing file or folder, or a glob whose folder exists (exit 2 otherwise)."""
+    from micrograde.pipeline.io.discover import check_sources as check
+
+    try:
+        check(list(sources))
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def open_workspace(workspace: str, db: str | None) -> Workspace:
@@ -78,7 +96,9 @@ def _opened(ctx: RunContext) -> Workspace:
 def ingest_options(func):
     """Options that shape an ingest (``ingest``, ``assess`` and ``flows serve`` share them)."""
     options = [
-        click.option("--session", default=None, help="Session name (default: session.json, else the folder name)."),
+        click.option("--session", default=None,
+                     help="Session name (default: session.json, EPU/SerialEM metadata, else the nearest folder "
+                          "whose name is not generic like Data, Movies or GridSquare_N)."),
         click.option(
             "--pixel-size",
             type=click.FloatRange(min=0, min_open=True),
@@ -98,6 +118,9 @@ def ingest_options(func):
         click.option("--grid-material", default=None, help="Session metadata: grid material (Cu, Au)."),
         click.option("--grid-maker", default=None, help="Session metadata: grid maker (Quantifoil, C-flat...)."),
         click.option("--dose", type=click.FloatRange(min=0), default=None, help="Session metadata: total dose, e/A^2."),
+        click.option("--voltage", type=click.FloatRange(min=0, min_open=True), default=None, metavar="KV",
+                     help="Session metadata: accelerating voltage, kV, for the defocus measure (default: the EPU "
+                          "header, session.json, else 300 assumed)."),
         click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel files (default: CPU count)."),
     ]
     for option in reversed(options):
@@ -115,6 +138,7 @@ def ingest_config_from(params: dict, preprocess=None):
         grid_material=params.get("grid_material"),
         grid_maker=params.get("grid_maker"),
         dose=params.get("dose"),
+        voltage_kv=params.get("voltage"),
     )
     return IngestConfig(
         session=params.get("session"),

@@ -107,7 +107,7 @@ def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed,
     from micrograde.models.training.recipe import TrainConfig
     from micrograde.pipeline.data.augment import AugmentConfig
 
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
     ctx = run_context(workspace, db)
     recipe = {"backbone": backbone or DEFAULT_BACKBONE, "weights": weights, "balance": balance,
@@ -136,14 +136,14 @@ def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed,
         raise click.UsageError(f"heads {', '.join(h for h in cfg.heads if needs_embedding([h]))} read frozen pretrained "
                                f"features: backbone {cfg.embedder.backbone} with weights {weights!r} has none; pass a "
                                "weights file, another --backbone, or --heads baseline,physics")
-    configure_prefect(ctx.root)
-    from micrograde.flows.train import train_flow
+    with prefect_session(ctx.root):
+        from micrograde.flows.train import train_flow
 
-    try:
-        outcome = train_flow(ctx, cfg)
-    except (TrainDataError, MissingWeightsError, DistributedTrainingError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
+        try:
+            outcome = train_flow(ctx, cfg)
+        except (TrainDataError, MissingWeightsError, DistributedTrainingError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from exc
     ev = outcome.card["evaluation"]
     oof = ev["oof"]
     click.echo(f"out-of-fold estimate ({ev['protocol']}, {ev['n_labelled']} labels): macro-F1 {oof['macro_f1']:.3f}, "
@@ -178,17 +178,17 @@ def evaluate_cmd(workspace, db, model_id, split, sessions, as_json):
     Example:
       micrograde evaluate --workspace ws/ --session grid9
     """
-    from micrograde.flows.runtime import configure_prefect
+    from micrograde.flows.runtime import prefect_session
 
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)
-    from micrograde.flows.train import ModelNotFoundError, evaluate_flow
+    with prefect_session(ctx.root):
+        from micrograde.flows.train import ModelNotFoundError, evaluate_flow
 
-    try:
-        result = evaluate_flow(ctx, model_id, list(sessions) or None, split)
-    except ModelNotFoundError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
+        try:
+            result = evaluate_flow(ctx, model_id, list(sessions) or None, split)
+        except ModelNotFoundError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from exc
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return

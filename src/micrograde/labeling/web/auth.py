@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, Request, Response
 
-from micrograde.pipeline.io.atomic import atomic_write_bytes
+from micrograde.pipeline.io.atomic import create_private
 from micrograde.pipeline.catalogue.schema import Annotator
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling.web.tokens import SessionSigner
@@ -53,8 +52,7 @@ def load_or_create_secret(ws: Workspace) -> bytes:
     survive a restart of the server. Delete the file to log everybody out."""
     path = Path(ws.root) / SECRET_FILE
     if not path.exists():
-        atomic_write_bytes(path, secrets.token_bytes(32).hex().encode())
-        os.chmod(path, 0o600)
+        create_private(path, secrets.token_bytes(32).hex().encode())  # mode 0600 from the start
     data = bytes.fromhex(path.read_text().strip())
     if len(data) < 16:
         raise ValueError(f"{path} holds too short a secret; delete it to make a new one")

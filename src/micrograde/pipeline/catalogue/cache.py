@@ -1,9 +1,11 @@
 """Content-addressed cache of preprocessed micrographs.
 
-The key is a digest of the file's content digest, the frame index and the preprocessing
-configuration, so re-ingesting the same bytes with the same parameters finds the entry, and
-changed parameters give a new key (the old entry stays until the cache is cleaned). Entries are
-``.npz`` files written atomically; the cache may be deleted at any time and is rebuilt by ingest.
+The key is a digest of the entry's identity (:mod:`.identity`: the file's content digest and
+frame, the effective pixel size, stack mode and voltage, the preprocessing, and the versions of the
+readers, the features and this layout), so re-ingesting the same bytes with the same inputs finds
+the entry, and any change gives a new key (the old entry stays until the cache is cleaned).
+Entries are ``.npz`` files written atomically; the cache may be deleted at any time and is rebuilt
+by ingest.
 
 Arrays in an entry:
 
@@ -15,29 +17,25 @@ Arrays in an entry:
   full-resolution image on the fixed frequency grid, normalised; zeros when unavailable
 - ``thumbnail``: uint8 (h, w), display image keeping the detector's aspect ratio
 - ``radial``: float32 (n,), radial profile of the power spectrum; ``radial_freq``: its 1/A axis
+- ``measures``, ``measure_names``: the scores and physical measures (``PHYSICAL_NAMES``)
+- ``identity``: the identity as JSON text; ``cache_format``: int32, the layout version
+  (``identity.CACHE_FORMAT``; entries of micrograde 0.1.0 have neither)
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from micrograde.pipeline.io.atomic import atomic_save_npz
-from micrograde.pipeline.config import PreprocessConfig
 
-__all__ = ["cache_key", "cache_path", "save_entry", "load_entry", "load_measures", "entry_measures", "has_entry",
+__all__ = ["cache_path", "save_entry", "load_entry", "load_measures", "entry_measures", "has_entry",
            "CacheMissError"]
 
 
 class CacheMissError(FileNotFoundError):
     """The cache entry is missing (the cache was cleaned): re-run ingest to rebuild it."""
-
-
-def cache_key(content_digest: str, frame: int, config: PreprocessConfig) -> str:
-    h = hashlib.sha256(f"{content_digest}:{frame}:{config.digest()}".encode())
-    return h.hexdigest()[:32]
 
 
 def cache_path(cache_dir: Path, key: str) -> Path:

@@ -32,9 +32,11 @@ def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFram
 
 
 def reject_table(ws: Workspace) -> pd.DataFrame:
-    """The latest reject per path: ``path, reason, detail, created_at``."""
+    """The latest current reject per path (none once a later ingest of the path succeeded):
+    ``path, reason, detail, created_at``."""
     with ws.session() as s:
-        rows = s.execute(select(Reject).order_by(Reject.id)).scalars().all()
+        rows = s.execute(select(Reject).where(Reject.superseded_at.is_(None)).order_by(Reject.created_at, Reject.id)
+                         ).scalars().all()
     df = pd.DataFrame(
         [{"path": r.path, "reason": r.reason, "detail": r.detail, "created_at": r.created_at} for r in rows],
         columns=["path", "reason", "detail", "created_at"],
@@ -43,7 +45,7 @@ def reject_table(ws: Workspace) -> pd.DataFrame:
 
 
 def reject_counts(ws: Workspace) -> dict[str, int]:
-    """Number of distinct rejected paths per reason (latest reason per path)."""
+    """Number of distinct rejected paths per reason (latest current reason per path)."""
     df = reject_table(ws)
     return {str(k): int(v) for k, v in df["reason"].value_counts().sort_index().items()}
 

@@ -1,5 +1,8 @@
 """The workspace: one folder holding a facility project's state.
 
+Opening a workspace creates its catalogue, or upgrades one made by an earlier micrograde
+(:mod:`.migrate`).
+
 ```
 WORKSPACE/
   micrograde.db        catalogue (SQLite by default; any SQLAlchemy URL via ``db_url``)
@@ -14,21 +17,20 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from micrograde.pipeline.catalogue.schema import Base
+from micrograde.pipeline.catalogue.migrate import upgrade_catalogue
 
 __all__ = ["Workspace", "WorkspaceError", "new_run_id"]
 
 DB_FILENAME = "micrograde.db"
+MIGRATION_LOCK = ".catalogue.lock"
 
 
 class WorkspaceError(RuntimeError):
@@ -48,22 +50,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
-
-
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables; another process creating them at the same moment is not an error."""
-    for attempt in range(attempts):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-        except IntegrityError:  # PostgreSQL: a concurrent CREATE TABLE raced us on the type catalogue
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
 
 
 @dataclass
@@ -93,7 +79,7 @@ class Workspace:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            _create_tables(engine)
+            upgrade_catalogue(engine, root / MIGRATION_LOCK)  # creates or upgrades the tables
         except Exception as exc:  # noqa: BLE001 - re-raised with the URL, which the user can act on
             raise WorkspaceError(f"cannot open catalogue database {url!r}: {exc}") from exc
         return cls(root=root, db_url=url, engine=engine, _sessionmaker=sessionmaker(engine, expire_on_commit=False))

@@ -5,8 +5,11 @@ With the user's own micrographs star (``CtfFind/jobNNN/micrographs_ctf.star``,
 every column of ``data_micrographs`` verbatim (values are read as text, so nothing is reformatted)
 and only drops rows. A RELION 3.0 star (one loop, no optics block) is filtered the same way and
 keeps its 3.0 layout, which RELION 3.1+ still reads. Without a star the output is a minimal RELION
-3.1+ micrographs star: one optics group per pixel size and ``_rlnMicrographName`` +
-``_rlnOpticsGroup``.
+3.1+ micrographs star: ``_rlnMicrographName`` + ``_rlnOpticsGroup``, and one optics group per
+(pixel size, voltage) with only what is known: the pixel size of each micrograph and its voltage
+where a header, session file or option gave one. Spherical aberration and amplitude contrast are
+never invented; a comment at the top of the file says which optics values are missing (give your
+own micrographs STAR with ``--star`` to keep your optics).
 
 Names are matched with :mod:`.names` (absolute vs relative paths, motion-correction suffixes).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,7 @@ from micrograde.pipeline.io.names import match_names, match_names_detailed
 __all__ = [
     "StarFormatError",
     "StarInput",
-    "DEFAULT_OPTICS",
+    "OPTICS_COLUMNS",
     "read_star",
     "match_names",
     "selected_labels",
@@ -38,9 +42,9 @@ __all__ = [
 ]
 
 MICROGRAPH_COLUMN = "rlnMicrographName"
-#: Optics values written when no star is given and nothing better is known: a 300 kV microscope
-#: with Cs 2.7 mm (Titan Krios / Glacios class) and amplitude contrast 0.1, RELION's defaults.
-DEFAULT_OPTICS: dict[str, float] = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1}
+#: The optics values RELION's micrograph jobs read; those micrograde does not know are left out.
+OPTICS_COLUMNS = ("rlnMicrographPixelSize", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+_MISSING_NOTE = "micrograde_missing_optics"  # DataFrame.attrs key: optics values not known (written as a comment)
 _PARTICLE_COLUMNS = ("rlnImageName", "rlnCoordinateX", "rlnCoordinateY")
 
 
@@ -132,18 +136,26 @@ def prediction_idents(predictions: pd.DataFrame) -> pd.Series:
     return paths.where(frames.isna(), frames.fillna("") + "@" + paths)
 
 
-def _default_optics(pixel_sizes: Sequence[float]) -> pd.DataFrame:
+def _known_optics(groups: Sequence[tuple[float | None, float | None]]) -> pd.DataFrame:
+    """One optics group per (pixel size, voltage), with the columns some group knows; missing ones noted."""
     rows = []
-    for i, ps in enumerate(pixel_sizes, start=1):
-        rows.append(
-            {
-                "rlnOpticsGroupName": f"opticsGroup{i}",
-                "rlnOpticsGroup": i,
-                "rlnMicrographPixelSize": float(ps),
-                **DEFAULT_OPTICS,
-            }
-        )
-    return pd.DataFrame(rows)
+    for i, (ps, volt) in enumerate(groups, start=1):
+        row: dict = {"rlnOpticsGroupName": f"opticsGroup{i}", "rlnOpticsGroup": i}
+        if ps is not None:
+            row["rlnMicrographPixelSize"] = float(ps)
+        if volt is not None:
+            row["rlnVoltage"] = float(volt)
+        rows.append(row)
+    optics = pd.DataFrame(rows)
+    known = [c for c in OPTICS_COLUMNS if c in optics.columns and optics[c].notna().all()]
+    optics = optics[["rlnOpticsGroupName", "rlnOpticsGroup", *known]]
+    optics.attrs[_MISSING_NOTE] = [c for c in OPTICS_COLUMNS if c not in known]
+    return optics
+
+
+def _known_column(frame: pd.DataFrame, name: str, digits: int) -> pd.Series:
+    values = pd.to_numeric(frame[name], errors="coerce") if name in frame.columns else pd.Series(index=frame.index)
+    return values.round(digits).astype(object).where(values.notna(), None)
 
 
 def selection_star(
@@ -158,8 +170,9 @@ def selection_star(
     With ``star``: its optics block unchanged and its micrograph rows whose match is graded
     ``good`` (or ``medium`` with ``include_medium``), all columns kept; the unmatched list holds
     the star's names with no (or an ambiguous) prediction. Without ``star``: a minimal RELION 3.1+
-    star of the selected predictions; one optics group per pixel size (``pixel_size`` overrides
-    the predictions' ``pixel_size`` column; 1.0 A when neither is known), and no unmatched names.
+    star of the selected predictions; one optics group per (pixel size, voltage) with only the known
+    values (``pixel_size`` overrides the predictions' ``pixel_size`` column; ``voltage_kv`` is used
+    where known), and no unmatched names.
     """
     wanted = set(selected_labels(include_medium))
     idents = prediction_idents(predictions)
@@ -173,40 +186,41 @@ def selection_star(
             blocks[star.optics_block] = star.optics
         blocks[star.micrographs_block] = mics
         return blocks, match.unmatched
-    chosen = predictions.loc[predictions["label"].astype(str).isin(wanted).to_numpy()]
-    if pixel_size is not None:
-        sizes = pd.Series(float(pixel_size), index=chosen.index)
-    elif "pixel_size" in chosen.columns:
-        sizes = pd.to_numeric(chosen["pixel_size"], errors="coerce").fillna(1.0).round(4)
-    else:
-        sizes = pd.Series(1.0, index=chosen.index)
-    distinct = sorted(set(sizes.tolist()))
-    if not distinct:  # nothing selected: still a valid star, optics from what was assessed
-        known = pd.to_numeric(predictions.get("pixel_size", pd.Series(dtype=float)), errors="coerce").dropna()
-        distinct = [
-            float(pixel_size) if pixel_size is not None else (round(float(known.iloc[0]), 4) if len(known) else 1.0)
-        ]
-    group_of = {ps: i for i, ps in enumerate(distinct, start=1)}
+    frame = predictions if pixel_size is None else predictions.assign(pixel_size=float(pixel_size))
+    keys = list(zip(_known_column(frame, "pixel_size", 4), _known_column(frame, "voltage_kv", 1), strict=True))
+    chosen = predictions["label"].astype(str).isin(wanted).to_numpy()
+    chosen_keys = [k for k, c in zip(keys, chosen, strict=True) if c]
+    # nothing selected: still a valid star, its optics from the first micrograph assessed
+    distinct = sorted(set(chosen_keys), key=lambda k: tuple(-1.0 if v is None else v for v in k)) or keys[:1] or [
+        (None, None)]
+    group_of = {k: i for i, k in enumerate(distinct, start=1)}
     mics = pd.DataFrame(
         {
-            MICROGRAPH_COLUMN: idents.loc[chosen.index].to_numpy(dtype=object),
-            "rlnOpticsGroup": [group_of[ps] for ps in sizes.tolist()],
+            MICROGRAPH_COLUMN: idents.loc[chosen].to_numpy(dtype=object),
+            "rlnOpticsGroup": [group_of[k] for k in chosen_keys],
         }
     )
-    return {"optics": _default_optics(distinct), "micrographs": mics}, []
+    return {"optics": _known_optics(distinct), "micrographs": mics}, []
 
 
 def write_star(path: str | os.PathLike, blocks: dict[str, pd.DataFrame]) -> None:
-    """Write ``blocks`` with ``starfile`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``blocks`` with ``starfile`` to ``path`` atomically (a temporary file of its own, then rename).
+
+    Optics micrograde did not know (see :func:`selection_star`) are named in a comment at the top.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.star")
-    try:
-        starfile.write(dict(blocks), tmp, float_format="%.6f")
-        text = tmp.read_text(encoding="utf-8")
-    finally:
-        tmp.unlink(missing_ok=True)
-    atomic_write_text(path, _with_relion_header(text) if "optics" in blocks else text)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        scratch = Path(tmp) / path.name
+        starfile.write(dict(blocks), scratch, float_format="%.6f")
+        text = scratch.read_text(encoding="utf-8")
+    if "optics" in blocks:
+        text = _with_relion_header(text)
+    missing = blocks["optics"].attrs.get(_MISSING_NOTE) if "optics" in blocks else None
+    if missing:
+        text = (f"# micrograde: optics not known, not written: {', '.join(missing)}.\n"
+                "# Give your own micrographs STAR (--star) to keep your optics.\n\n") + text
+    atomic_write_text(path, text)
 
 
 def _with_relion_header(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npz"]
+__all__ = ["atomic_path", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npz",
+           "create_private"]
 
 _FILE_MODE = 0o644  # mkstemp creates 0600 files; outputs are meant to be read by colleagues
 
@@ -66,3 +68,25 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def create_private(path: str | os.PathLike, data: bytes) -> bool:
+    """Create ``path`` holding ``data``, readable by its owner only from its first byte (created with
+    mode 0600, never widened), in one step; False, leaving it as it is, when ``path`` exists already
+    (another process created it first)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, target)  # never replaces an existing file
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)

@@ -29,7 +29,7 @@ from pathlib import Path
 from micrograde.pipeline.io.readers import SUPPORTED_SUFFIXES
 from micrograde.pipeline.masks import MASKS_FOLDER
 
-__all__ = ["discover", "is_candidate", "is_candidate_folder"]
+__all__ = ["check_sources", "discover", "is_candidate", "is_candidate_folder"]
 
 _GLOB_CHARS = ("*", "?", "[")
 
@@ -70,10 +70,22 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def check_sources(sources: Sequence[str | Path]) -> None:
+    """Raise FileNotFoundError for the first source :func:`discover` would refuse, without walking folders."""
+    for src in [sources] if isinstance(sources, (str, Path)) else sources:
+        text = os.path.expanduser(str(src))
+        if Path(text).exists():
+            continue
+        if not any(c in text for c in _GLOB_CHARS) or (not glob.glob(text, recursive=True)
+                                                        and not _glob_base(text).is_dir()):
+            raise FileNotFoundError(f"no such file or folder: {src}")
+
+
 def discover(sources: Sequence[str | Path], *, recursive: bool = True) -> list[Path]:
     """Expand files, folders and glob patterns into micrograph files; see the module docstring."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
+    check_sources(sources)
     found: set[Path] = set()
     for src in sources:
         text = os.path.expanduser(str(src))
@@ -82,12 +94,9 @@ def discover(sources: Sequence[str | Path], *, recursive: bool = True) -> list[P
             found.update(p.resolve() for p in _walk(path, recursive))
         elif path.exists():
             found.add(path.resolve())
-        elif any(c in text for c in _GLOB_CHARS):
-            matches = glob.glob(text, recursive=True)
+        else:  # a glob pattern (check_sources refused anything else)
             base = _glob_base(text)
-            if not matches and not base.is_dir():
-                raise FileNotFoundError(f"no such file or folder: {src}")
-            for match in matches:
+            for match in glob.glob(text, recursive=True):
                 m = Path(match)
                 if MASKS_FOLDER in m.relative_to(base).parts[:-1]:
                     continue
@@ -95,6 +104,4 @@ def discover(sources: Sequence[str | Path], *, recursive: bool = True) -> list[P
                     found.update(p.resolve() for p in _walk(m, recursive))
                 elif m.is_file() and is_candidate(m.name):
                     found.add(m.resolve())
-        else:
-            raise FileNotFoundError(f"no such file or folder: {src}")
     return sorted(found)

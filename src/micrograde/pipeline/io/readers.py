@@ -23,7 +23,12 @@ from micrograde.pipeline.io.mrc import MRC_SUFFIXES, probe_mrc, read_mrc
 from micrograde.pipeline.io.raw import RawMicrograph, check_stack_mode, open_readable
 from micrograde.pipeline.io.validate import MicrographReadError, describe_content
 
-__all__ = ["RawMicrograph", "SUPPORTED_SUFFIXES", "read_micrographs", "probe_complete", "suffix_of"]
+__all__ = ["RawMicrograph", "READER_VERSION", "SUPPORTED_SUFFIXES", "read_micrographs", "probe_complete", "suffix_of"]
+
+#: Version of how files are decoded into micrographs (pixel values, pixel size, stack rule): part of
+#: every cache entry's identity (pipeline/catalogue/identity.py). Bump it when a reader changes what
+#: it returns, and ingest recomputes the entries of the files concerned.
+READER_VERSION = "1"
 
 #: File name endings picked up from folders and read by :func:`read_micrographs` (compared in
 #: lower case). ``.map`` files are MRC and are read when named explicitly, but are not collected

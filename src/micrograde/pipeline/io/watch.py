@@ -25,7 +25,6 @@ nor forgets how long another has been stable. The clock and the probe are inject
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -38,6 +37,7 @@ from pydantic import Field
 from micrograde.pipeline.io.atomic import atomic_write_text
 from micrograde.pipeline.config import FrozenModel
 from micrograde.pipeline.io.discover import is_candidate, is_candidate_folder
+from micrograde.pipeline.io.locks import file_lock
 
 __all__ = [
     "WatchConfig",
@@ -257,18 +257,5 @@ def state_lock(state_path: str | Path, *, blocking: bool = False) -> Iterator[bo
     Yields True when the lock was taken, False when another process holds it (``blocking=False``).
     Released on exit and by the kernel if the process dies (kill -9 included).
     """
-    lock_path = Path(str(state_path) + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with file_lock(Path(str(state_path) + ".lock"), blocking=blocking) as got:
+        yield got

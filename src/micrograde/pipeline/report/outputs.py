@@ -22,7 +22,7 @@ from micrograde.pipeline.report.page import build_report, write_predictions, wri
 
 __all__ = ["prediction_table", "OutputFiles", "write_outputs"]
 
-_META = ("detector", "grid_material", "grid_maker", "pixel_size")
+_META = ("detector", "grid_material", "grid_maker", "pixel_size", "voltage_kv")
 
 
 def prediction_table(

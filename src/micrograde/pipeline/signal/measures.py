@@ -36,6 +36,7 @@ from micrograde.pipeline.signal.fourier import resample_to_pixel_size
 from micrograde.pipeline.signal.spectrum import PowerSpectrum
 
 __all__ = [
+    "FEATURES_VERSION",
     "MEASURE_NAMES",
     "PHYSICAL_NAMES",
     "DIRECTION_PIXEL_A",
@@ -48,6 +49,11 @@ __all__ = [
     "defocus",
     "quality_measures",
 ]
+
+#: Version of what ingest computes from a micrograph (scores, measures, cached images): part of every
+#: cache entry's identity (pipeline/catalogue/identity.py). Bump it when a computation changes its
+#: results, and ingest recomputes every entry once.
+FEATURES_VERSION = "1"
 
 #: Every measure, in the order of the cached vector (the fused head matches them by name).
 MEASURE_NAMES: tuple[str, ...] = (

@@ -107,9 +107,10 @@ def _pad_square(img: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dose: float | None = None) -> Preprocessed:
+def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dose: float | None = None,
+               voltage_kv: float = 300.0) -> Preprocessed:
     """Preprocess one full-resolution micrograph (2-D array, ``pixel_size`` in A/px; ``dose`` in
-    e/A^2 when known, for the transmission measure).
+    e/A^2 when known, for the transmission measure; ``voltage_kv`` for the defocus measure).
 
     Raises ValueError (ConstantImageError for a constant image) on unusable input.
     """
@@ -147,7 +148,7 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dos
 
     scores = score_micrograph(full, pixel_size, spec, coarse=(inter, inter_ps))
     measures = quality_measures(full, pixel_size, spec, coarse=(inter, inter_ps), dose=dose,
-                                voltage_kv=cfg.voltage_kv)
+                                voltage_kv=voltage_kv)
 
     model = _centre_square(fourier_crop(inter, model_shape), cfg.image_size)
     try:

@@ -1,0 +1,81 @@
+"""Inputs validated before work (src/micrograde/flows/inputs.py): a bad STAR, .cs, threshold or model id
+exits 2 with one line, no traceback, nothing ingested and no report folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+from click.testing import CliRunner
+from helpers_io import write_mrc
+
+from micrograde.flows.cli.main import main
+from micrograde.pipeline.catalogue.query import micrograph_table
+from micrograde.pipeline.catalogue.workspace import Workspace
+
+
+@pytest.fixture
+def inputs(tmp_path) -> dict[str, Path]:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_mrc(src / "m.mrc", np.random.default_rng(0).normal(size=(200, 200)).astype(np.float32), voxel_size=1.0)
+    particles = tmp_path / "particles.star"
+    starfile.write({"particles": pd.DataFrame({"rlnMicrographName": ["m.mrc"], "rlnCoordinateX": [10.0],
+                                               "rlnCoordinateY": [12.0]})}, particles)
+    not_star = tmp_path / "notes.star"
+    not_star.write_text("these are my notes, not a STAR file\n\x00\x01")
+    bad_cs = tmp_path / "exposures.cs"
+    bad_cs.write_bytes(b"not a numpy structured array")
+    return {"src": src, "particles": particles, "not_star": not_star, "bad_cs": bad_cs, "ws": tmp_path / "ws"}
+
+
+def _assess(inputs, *extra: str):
+    return CliRunner().invoke(main, ["assess", str(inputs["src"]), "--workspace", str(inputs["ws"]), *extra])
+
+
+@pytest.mark.parametrize(
+    ("option", "key", "message"),
+    [
+        ("--star", "particles", "lists particles"),
+        ("--star", "not_star", "not a micrographs star"),
+        ("--cs", "bad_cs", ".cs"),
+        ("--model", None, "no model 'model-nope'"),
+    ],
+)
+def test_a_bad_input_exits_2_with_one_line_before_any_work(inputs, option, key, message):
+    value = "model-nope" if key is None else str(inputs[key])
+    result = _assess(inputs, option, value)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert "Traceback" not in result.output
+    with Workspace.open(inputs["ws"]) as ws:
+        assert micrograph_table(ws).empty, "nothing ingested"
+        assert not any(ws.reports_dir.iterdir()), "no report folder"
+    assert not (inputs["ws"] / ".prefect" / "micrograde-api.json").exists(), "no Prefect server started"
+
+
+def test_no_model_at_all_is_exit_1_before_any_work(inputs):
+    result = _assess(inputs)
+    assert result.exit_code == 1 and "no trained model" in result.output
+    with Workspace.open(inputs["ws"]) as ws:
+        assert micrograph_table(ws).empty
+
+
+def test_a_bad_threshold_is_a_usage_error(inputs):
+    result = _assess(inputs, "--threshold", "great=0.5")
+    assert result.exit_code == 2 and "unknown class" in result.output
+
+
+def test_the_assess_flow_checks_its_inputs_before_ingesting(prefect_harness, inputs):
+    from micrograde.flows.assess import AssessConfig, assess_flow
+    from micrograde.flows.context import RunContext
+    from micrograde.flows.inputs import AssessInputError
+
+    with pytest.raises(AssessInputError, match="lists particles"):
+        assess_flow([str(inputs["src"])], RunContext(root=inputs["ws"]), None, AssessConfig(star=str(inputs["particles"])))
+    with Workspace.open(inputs["ws"]) as ws:
+        assert micrograph_table(ws).empty and not any(ws.reports_dir.iterdir())
