@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from micrograde.pipeline.config import IngestConfig
 
@@ -152,7 +152,7 @@ def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 
     url = f"http://127.0.0.1:{port}/api"
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    log: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
@@ -172,7 +172,7 @@ def local_prefect_server(log_path: str | Path | None = None, timeout_s: float = 
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if log is not subprocess.DEVNULL:
+        if not isinstance(log, int):
             log.close()
 
 

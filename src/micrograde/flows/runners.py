@@ -41,6 +41,7 @@ def make_task_runner(dask_address: str | None = None, dask_workers: int | None =
             logging.getLogger(name).setLevel(logging.ERROR)
         if dask_address:
             return DaskTaskRunner(address=dask_address)
+        assert dask_workers is not None
         return DaskTaskRunner(
             cluster_kwargs={
                 "n_workers": int(dask_workers),

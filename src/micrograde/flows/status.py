@@ -16,14 +16,13 @@ __all__ = ["workspace_status", "status_lines"]
 def workspace_status(ws: Workspace) -> dict:
     """Counts per session, rejects per reason, labels and models, as a JSON-ready dict."""
     with ws.session() as s:
-        per_session = dict(
-            s.execute(
-                select(SessionRow.name, func.count(Micrograph.id))
-                .join(Micrograph, Micrograph.session_id == SessionRow.id, isouter=True)
-                .group_by(SessionRow.name)
-                .order_by(SessionRow.name)
-            ).all()
-        )
+        counts = s.execute(
+            select(SessionRow.name, func.count(Micrograph.id))
+            .join(Micrograph, Micrograph.session_id == SessionRow.id, isouter=True)
+            .group_by(SessionRow.name)
+            .order_by(SessionRow.name)
+        ).all()
+        per_session = {str(name): int(n) for name, n in counts}
         ann = pd.DataFrame(
             s.execute(select(Annotation.id, Annotation.micrograph_id, Annotation.annotator_id, Annotation.label)).all(),
             columns=["id", "micrograph_id", "annotator_id", "label"],

@@ -155,7 +155,7 @@ def import_labels(ws: Workspace, csv_path: Path, annotator: str, expertise: str)
     with ws.transaction() as s:
         row = s.execute(select(Annotator).where(Annotator.name == name)).scalar_one_or_none()
         created = row is None
-        if created:
+        if row is None:
             row = Annotator(name=name, expertise=level, active=True, token_hash=None)
             s.add(row)
             s.flush()

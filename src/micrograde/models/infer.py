@@ -81,7 +81,7 @@ class Predictor:
             self.model_dir, expect_pixel_size=self.expect_pixel_size, expect_layout=self.expect_layout,
             device=self._device,
         )
-        self.model = self.model.to(memory_format=torch.channels_last).eval()
+        self.model = self.model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]  # torch stubs omit memory_format
 
     @property
     def model_id(self) -> str:

@@ -64,6 +64,7 @@ def run() -> None:
     sends its last events there) and the output is flushed, as at a normal exit; then the process
     ends with the command's exit code.
     """
+    code: str | int | None
     try:
         main()
         code = 0

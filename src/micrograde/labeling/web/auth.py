@@ -110,8 +110,8 @@ class WebAuth:
     def annotator(self, request: Request) -> tuple[Annotator, str]:
         """The logged-in, active annotator and their session cookie (401 / 403 otherwise)."""
         cookie = request.cookies.get(SESSION_COOKIE)
-        data = self.signer.verify(cookie)
-        if data is None:
+        data = self.signer.verify(cookie) if cookie is not None else None
+        if cookie is None or data is None:
             raise HTTPException(401, "not logged in (or the session expired): enter your token")
         with self.ws.session() as s:
             row = s.get(Annotator, data.annotator_id)

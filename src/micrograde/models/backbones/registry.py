@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -176,8 +177,10 @@ def _build(spec: BackboneSpec, num_classes: int) -> nn.Module:
     ensure_torchvision()
     import timm
 
-    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes)
+    model: Any = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes)
     head = model.get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"{spec.timm_name}: expected a linear classifier, got {type(head).__name__}")
     nn.init.normal_(head.weight, std=0.01)  # timm's TF-style head init is far too wide for 3 classes
     nn.init.zeros_(head.bias)
     return model

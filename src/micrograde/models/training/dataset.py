@@ -139,7 +139,9 @@ class MicrographDataset(Dataset):
             raise IndexError(i)
         i = i % len(self)
         image, spectrum = self.arrays(i)
-        planes = {"image": image, "spectrum": spectrum}
+        if spectrum is None and "spectrum" in self.channels:
+            raise ValueError(f"sample {i} has no cached power spectrum; re-ingest it")
+        planes: dict[str, np.ndarray] = {"image": image} if spectrum is None else {"image": image, "spectrum": spectrum}
         x = np.stack([planes[c] for c in self.channels]).astype(np.float32, copy=False)
         y = -1 if self.labels is None else int(self.labels[i])
         return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(y, dtype=torch.int64)
@@ -150,7 +152,7 @@ class BalancedSampler(Sampler[int]):
     ``undersample``: a fresh random subset per epoch, every class cut to the smallest count,
     shuffled. Deterministic per (seed, epoch); call :meth:`set_epoch` each epoch."""
 
-    def __init__(self, labels: Sequence, strategy: str, seed: int = 0):
+    def __init__(self, labels: Sequence | np.ndarray, strategy: str, seed: int = 0):
         if strategy not in ("oversample", "undersample"):
             raise ValueError(f"BalancedSampler does {strategy!r}? only 'oversample' or 'undersample'")
         self.labels = label_indices(labels)
@@ -181,7 +183,8 @@ class BalancedSampler(Sampler[int]):
         return iter(kept[order].tolist())
 
 
-def make_sampler(labels: Sequence, strategy: str, seed: int = 0) -> Sampler[int] | None:
+
+def make_sampler(labels: Sequence | np.ndarray, strategy: str, seed: int = 0) -> Sampler[int] | None:
     """The sampler for a balance strategy: a :class:`BalancedSampler` for ``oversample`` and
     ``undersample``; ``None`` for ``class-weights`` (use ``pipeline.balance.class_weights`` in the
     loss) and ``none``."""

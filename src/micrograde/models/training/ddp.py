@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from micrograde.models.training.loop import dataset_labels
+from micrograde.models.training.loop import dataset_labels, n_samples
 from micrograde.models.training.recipe import TrainConfig, TrainResult, fit
 
 __all__ = ["DistInfo", "init_distributed", "ShardedSampler", "sync_gradients", "broadcast_state", "fit_distributed"]
@@ -84,8 +84,9 @@ class ShardedSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
+        set_base_epoch = getattr(self.base, "set_epoch", None)
+        if callable(set_base_epoch):
+            set_base_epoch(epoch)
 
     def _order(self) -> list[int]:
         if self.base is not None:
@@ -100,7 +101,7 @@ class ShardedSampler(Sampler[int]):
         return iter(order[self.rank : total : self.world_size])
 
     def __len__(self) -> int:
-        n = len(self.base) if self.base is not None else self.n
+        n = n_samples(self.base) if self.base is not None else self.n
         return -(-n // self.world_size)
 
 
@@ -109,6 +110,8 @@ def sync_gradients(model: nn.Module) -> list:
     world = dist.get_world_size()
 
     def average(param: torch.Tensor) -> None:
+        if param.grad is None:
+            return
         dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
         param.grad.div_(world)
 
@@ -155,7 +158,7 @@ def fit_distributed(
         from micrograde.models.training.dataset import make_sampler
 
         sampler_base = make_sampler(dataset_labels(train_ds), cfg.balance, cfg.seed)
-    sampler = ShardedSampler(len(train_ds), info.rank, info.world_size, base=sampler_base, seed=cfg.seed)
+    sampler = ShardedSampler(n_samples(train_ds), info.rank, info.world_size, base=sampler_base, seed=cfg.seed)
     broadcast_state(model)
     handles = sync_gradients(model)
     handles.append(model.register_forward_pre_hook(_buffer_sync_hook))

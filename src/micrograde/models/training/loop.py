@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator, Sized
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ __all__ = [
     "autocast",
     "make_scaler",
     "dataset_labels",
+    "n_samples",
     "set_trainable",
     "warmup_cosine",
     "make_loader",
@@ -56,6 +58,13 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 def make_scaler(device: torch.device) -> torch.amp.GradScaler:
     """A gradient scaler, enabled only for fp16 autocast (bf16 and fp32 need none)."""
     return torch.amp.GradScaler("cuda", enabled=_amp_dtype(device) == torch.float16)
+
+
+def n_samples(dataset: object) -> int:
+    """The number of samples of a dataset (torch's ``Dataset`` declares no ``__len__``; ours all have one)."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no length")
+    return len(dataset)
 
 
 def dataset_labels(ds: Dataset) -> np.ndarray:
@@ -165,7 +174,8 @@ def extract_features(fn: Callable, loader: DataLoader, device: torch.device, *, 
 
 def pooled_features(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The pooled pre-logits features of a registry model (the classifier's input)."""
-    return lambda x: model.forward_head(model.forward_features(x), pre_logits=True)
+    timm_model: Any = model  # a timm model: forward_features / forward_head
+    return lambda x: timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
 
 
 @torch.inference_mode()

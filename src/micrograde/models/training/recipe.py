@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from micrograde.models.training.loop import (
     pooled_features,
     make_loader,
     make_scaler,
+    n_samples,
     predict_logits,
     resolve_device,
     set_trainable,
@@ -197,6 +198,7 @@ def _stage_inputs(model, stage: _Stage, cfg: TrainConfig, train_ds, val_ds, val_
     epoch. The validation set never augments, so it is cached even when training augments.
     """
     spec = get_spec(cfg.backbone)
+    frozen: Callable[[torch.Tensor], torch.Tensor] | nn.Module | None
     if stage.name == "head":
         frozen, trained = pooled_features(model), model.get_classifier()
     else:
@@ -254,7 +256,7 @@ def fit(
     ``balance="oversample"/"undersample"``. ``checkpoint_dir``: where ``last.pt`` is written
     every epoch. ``resume``: a checkpoint file (or its folder) of the same configuration.
     """
-    if len(train_ds) == 0 or len(val_ds) == 0:
+    if n_samples(train_ds) == 0 or n_samples(val_ds) == 0:
         raise ValueError("training and validation sets must not be empty")
     device = resolve_device(cfg.device)
     previous_det = torch.are_deterministic_algorithms_enabled()
@@ -275,7 +277,7 @@ def _fit(model, train_ds, val_ds, cfg, device, sampler, checkpoint_dir, resume, 
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device) if weights else None)
     if sampler is None:
         sampler = _default_sampler(cfg, y_train)
-    st = {"history": [], "best_val": float("inf"), "best_epoch": 0, "best_state": None, "warnings": [],
+    st: dict[str, Any] = {"history": [], "best_val": float("inf"), "best_epoch": 0, "best_state": None, "warnings": [],
           "stage_index": 0, "stage_epoch": 0, "stage_done": False, "bad": 0, "epoch": 0, "stopped": []}
     ckpt = None
     if resume is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from micrograde.pipeline.catalogue.schema import FileRow, Reject, utcnow
@@ -113,6 +113,7 @@ def supersede_rejects(ws: Workspace, path: str, run_id: str | None) -> int:
         where.append(or_(Reject.ingest_run_id.is_(None), Reject.ingest_run_id != run_id))
     with ws.transaction() as s:
         done = s.execute(update(Reject).where(*where).values(superseded_at=utcnow()))
+        assert isinstance(done, CursorResult)  # an UPDATE statement's result
         return int(done.rowcount or 0)
 
 

@@ -19,7 +19,7 @@ from micrograde.pipeline.catalogue.cache import load_entry
 
 __all__ = ["preview_grid", "preview_samples", "save_figure_png"]
 
-Pair = tuple[np.ndarray, np.ndarray]
+Pair = tuple[np.ndarray, np.ndarray | None]
 
 
 def _display_range(arr: np.ndarray) -> tuple[float, float]:
@@ -70,7 +70,8 @@ def preview_samples(cache_dir: Path, cache_keys: Sequence[str], compose, k: int,
     """Load cached (image, spectrum) pairs and draw ``k`` augmented samples of each (seeded)."""
     if k < 0:
         raise ValueError("k must be >= 0")
-    pairs, augmented = [], []
+    pairs: list[Pair] = []
+    augmented: list[list[Pair]] = []
     for i, key in enumerate(cache_keys):
         entry = load_entry(cache_dir, key)
         pair = (np.asarray(entry["image"], dtype=np.float32), np.asarray(entry["spectrum"], dtype=np.float32))

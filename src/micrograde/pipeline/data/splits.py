@@ -130,9 +130,9 @@ def _refine(held: set, positions: np.ndarray, y: np.ndarray, groups: np.ndarray,
         best, move = _misfit(current, wanted), None
         ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
         # one representative group per distinct class-count vector keeps this cheap
-        ins_u = {tuple(counts[i]): i for i in ins}
-        outs_u = {tuple(counts[i]): i for i in outs}
-        candidates = [(i, None) for i in ins_u.values() if len(ins) > 1]
+        ins_u = {tuple(counts[i]): int(i) for i in ins}
+        outs_u = {tuple(counts[i]): int(i) for i in outs}
+        candidates: list[tuple[int | None, int | None]] = [(i, None) for i in ins_u.values() if len(ins) > 1]
         candidates += [(None, o) for o in outs_u.values() if len(outs) > 1]
         candidates += [(i, o) for i in ins_u.values() for o in outs_u.values()]
         for i, o in candidates:

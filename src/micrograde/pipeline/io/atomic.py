@@ -48,9 +48,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports 'w' and 'wb', not {mode!r}")
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-    with atomic_path(path) as tmp, open(tmp, mode, **text) as fh:
-        yield fh
+    with atomic_path(path) as tmp:
+        if mode == "wb":
+            with open(tmp, "wb") as fh:
+                yield fh
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as text:
+                yield text
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -66,7 +70,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` through an atomic rename."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     atomic_write_bytes(path, buf.getvalue())
 
 

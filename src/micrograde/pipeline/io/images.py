@@ -21,6 +21,7 @@ import io
 import os
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,8 @@ def _tiff_datetime(page) -> dt.datetime | None:
     if not m:
         return None
     try:
-        return dt.datetime(*map(int, m.groups()), tzinfo=dt.timezone.utc)
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
     except ValueError:
         return None
 
@@ -133,7 +135,7 @@ def read_tiff(path: Path, *, pixel_size: float | None = None, stack: str = "auto
         with tif:
             try:
                 series = tif.series[0]
-                page = series.pages[0] if series.pages else tif.pages[0]
+                page: Any = series.pages[0] if series.pages else tif.pages[0]
                 pages = [p for p in series.pages if p is not None]
                 end = max((o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts)), default=0)
             except (ValueError, IndexError, KeyError, EOFError) as exc:
@@ -165,7 +167,7 @@ def read_tiff(path: Path, *, pixel_size: float | None = None, stack: str = "auto
             header_px = _tiff_pixel_size(tif, page, meta)
             px, source = choose_pixel_size(header_px, pixel_size, why=_NO_TIFF_PX)
             meta["header_pixel_size"] = header_px
-            common = dict(
+            common: dict[str, Any] = dict(
                 pixel_size=px,
                 pixel_size_source=source,
                 mode=f"tiff-{dtype.name}",

@@ -24,6 +24,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from mrcfile import utils as mrc_utils
@@ -284,7 +285,7 @@ def read_mrc(
 
         fh.seek(_HEADER_BYTES + int(header.nsymbt))
         first = _read_frame(fh, dtype, (ny, nx), path)
-        common = dict(pixel_size=px, pixel_size_source=px_source, mode=f"mrc-mode-{mode}", header=meta)
+        common: dict[str, Any] = dict(pixel_size=px, pixel_size_source=px_source, mode=f"mrc-mode-{mode}", header=meta)
         if nz == 1:
             return [RawMicrograph(data=to_native_float32(first), frame=0, n_frames=1, acquired_at=when(0), **common)]
         if is_movie(stack, dtype, first):

@@ -94,7 +94,7 @@ def choose_pixel_size(
         if not _usable(override):
             raise ValueError(f"pixel_size override must be a positive number, not {override!r}")
         return float(override), "override"
-    if _usable(header_value):
+    if header_value is not None and _usable(header_value):
         return float(header_value), "header"
     raise MicrographReadError(
         "missing-pixel-size",
@@ -123,7 +123,7 @@ def open_readable(path) -> io.BufferedReader:
 
 def read_exact_into(fh, arr: np.ndarray) -> int:
     """Fill ``arr`` (C-contiguous) from ``fh``; returns the bytes read (less only at end of file)."""
-    view = memoryview(arr.reshape(-1).view(np.uint8))
+    view = arr.reshape(-1).view(np.uint8).data
     got = 0
     while got < len(view):
         n = fh.readinto(view[got:])

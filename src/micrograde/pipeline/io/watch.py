@@ -136,6 +136,8 @@ class CompletionTracker:
 
     # -- state -----------------------------------------------------------------------------
     def _load(self) -> None:
+        if self.state_path is None:
+            return
         data = json.loads(self.state_path.read_text(encoding="utf-8"))
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"{self.state_path}: unknown watch state version {data.get('version')!r}")

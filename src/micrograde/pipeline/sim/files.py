@@ -61,7 +61,7 @@ def _as_mode(data: np.ndarray, mode: int) -> np.ndarray:
     if not np.isfinite(data).all():
         raise ValueError("micrograph contains NaN or Inf values")
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)
+        info = np.iinfo(dtype.str)
         return np.clip(np.rint(data) if data.dtype.kind == "f" else data, info.min, info.max).astype(dtype)
     return data.astype(dtype)
 

@@ -138,7 +138,7 @@ def render_micrograph(params: SimParams, session: SimSession, rng: np.random.Gen
 
     # -- absorption part: contamination, carbon, crystalline domains, thickness variation
     f_abs = _lowfreq_noise(rng, grid, 300.0, _THICK_LOWFREQ * t * t)
-    absorb = None
+    absorb: np.ndarray | None = None
     for part, scale in ((contam, _CONTAM_ABS), (carbon, _CARBON_ABS), (domains, 1.0)):
         if part is not None and part.any():
             absorb = part * F32(scale) if absorb is None else absorb + part * F32(scale)

@@ -99,6 +99,7 @@ def build_crystal(
             if math.hypot(gy, gx) >= nyq:
                 continue
             phase = np.exp(1j * rng.uniform(0, 2 * math.pi))
+            assert spots is not None  # allocated whenever there is a domain
             _add_spot(spots, window * np.complex64(0.5 * _SPOT * strength * amp * phase), gy, gx, grid)
     rings = _powder_rings(rng, grid) * ring_mask if ring_mask.any() else None
     return Crystal(mask, spots, rings)

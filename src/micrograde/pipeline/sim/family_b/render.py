@@ -105,7 +105,7 @@ def render_b(params: FamilyBParams, session: SimSession, rng: np.random.Generato
     np.maximum(detected, 0, out=detected)
     dtype = np.dtype(MODE_DTYPES[session.mrc_mode])
     if dtype.kind in "iu":
-        image = np.minimum(np.rint(detected), np.iinfo(dtype).max).astype(dtype)
+        image = np.minimum(np.rint(detected), np.iinfo(dtype.str).max).astype(dtype)
     else:
         image = detected.astype(F32)
 
