@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from micrograde.models.training.dataset import BalancedSampler, make_sampler
+from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.balance import (
     BALANCE_STRATEGIES,
     BalanceError,
@@ -16,7 +17,6 @@ from micrograde.pipeline.data.balance import (
     sample_weights,
     undersample,
 )
-from micrograde.pipeline.config import LABELS
 
 LABELS_300 = ["good"] * 200 + ["medium"] * 80 + ["bad"] * 20
 
@@ -57,14 +57,18 @@ def test_oversample_is_reproducible_and_changes_per_epoch() -> None:
 def test_undersample_cuts_every_class_to_the_smallest() -> None:
     idx = np.arange(1000, 1300)
     kept = undersample(idx, LABELS_300, seed=0)
-    y = dict(zip(idx, LABELS_300))
+    y = dict(zip(idx, LABELS_300, strict=False))
     assert class_counts([y[i] for i in kept]) == {"good": 20, "medium": 20, "bad": 20}
     assert balanced_counts(LABELS_300, "undersample") == {"good": 20.0, "medium": 20.0, "bad": 20.0}
     assert set(kept) <= set(idx) and len(set(kept)) == 60
     np.testing.assert_array_equal(kept, undersample(idx, LABELS_300, seed=0))
     assert not np.array_equal(kept, undersample(idx, LABELS_300, seed=1))
     sampler = make_sampler(LABELS_300, "undersample", seed=0)
-    assert len(sampler) == 60 and class_counts(np.array(LABELS_300)[list(sampler)]) == {"good": 20, "medium": 20, "bad": 20}
+    assert len(sampler) == 60 and class_counts(np.array(LABELS_300)[list(sampler)]) == {
+        "good": 20,
+        "medium": 20,
+        "bad": 20,
+    }
 
 
 def test_undersample_ignores_absent_classes() -> None:

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from helpers_data import make_workspace
 
 from micrograde.models.training.dataset import LAYOUTS, MicrographDataset, fit_size
-from micrograde.pipeline.data.augment import AugmentConfig, build_augment
 from micrograde.pipeline.catalogue.cache import CacheMissError
-from micrograde.pipeline.data.preview import preview_grid, preview_samples, save_figure_png
 from micrograde.pipeline.catalogue.query import micrograph_table
+from micrograde.pipeline.data.augment import AugmentConfig, build_augment
+from micrograde.pipeline.data.preview import preview_grid, preview_samples, save_figure_png
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_same_seed_same_samples_different_seed_different(ws, keys) -> None:
     a, b, c = make(3), make(3), make(4)
     forward = [a[i][0] for i in range(len(a))]
     backward = [b[i][0] for i in reversed(range(len(b)))][::-1]  # order does not matter
-    for x, y in zip(forward, backward):
+    for x, y in zip(forward, backward, strict=False):
         assert torch.equal(x, y)
     assert not all(torch.equal(x, c[i][0]) for i, x in enumerate(forward))
     a.set_epoch(1)

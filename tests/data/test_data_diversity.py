@@ -16,13 +16,25 @@ from micrograde.pipeline.report.ood import ood_warnings
 def table() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
-    combos = [("K3", "Au", "UltrAuFoil", 0.83), ("K3", "Cu", "Quantifoil", 0.83), ("Falcon 4i", "Cu", "Quantifoil", 0.74),
-              (None, "Cu", None, 1.1)]
+    combos = [
+        ("K3", "Au", "UltrAuFoil", 0.83),
+        ("K3", "Cu", "Quantifoil", 0.83),
+        ("Falcon 4i", "Cu", "Quantifoil", 0.74),
+        (None, "Cu", None, 1.1),
+    ]
     for det, mat, maker, px in combos:
         for _ in range(int(rng.integers(5, 15))):
-            rows.append({"detector": det, "grid_material": mat, "grid_maker": maker,
-                         "pixel_size": px + rng.uniform(-1e-5, 1e-5), "label": ["good", "medium", "bad"][rng.integers(3)],
-                         "ice_ring_score": rng.normal(), "contrast": np.nan})
+            rows.append(
+                {
+                    "detector": det,
+                    "grid_material": mat,
+                    "grid_maker": maker,
+                    "pixel_size": px + rng.uniform(-1e-5, 1e-5),
+                    "label": ["good", "medium", "bad"][rng.integers(3)],
+                    "ice_ring_score": rng.normal(),
+                    "contrast": np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -32,7 +44,9 @@ def test_counts_per_combination_and_class(table: pd.DataFrame) -> None:
     assert div["total"].sum() == len(table)
     assert list(div["total"]) == sorted(div["total"], reverse=True)
     for _, row in div.iterrows():
-        sel = table[(table["grid_material"] == row["grid_material"]) & (table["pixel_size"].round(3) == row["pixel_size"])]
+        sel = table[
+            (table["grid_material"] == row["grid_material"]) & (table["pixel_size"].round(3) == row["pixel_size"])
+        ]
         sel = sel[sel["detector"].isna()] if row["detector"] is None else sel[sel["detector"] == row["detector"]]
         for c in ("good", "medium", "bad"):
             assert row[c] == int((sel["label"] == c).sum())

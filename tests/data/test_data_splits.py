@@ -57,9 +57,11 @@ def test_reproducible_by_seed() -> None:
     a = make_split(table, SplitConfig(seed=7))
     b = make_split(table, SplitConfig(seed=7))
     c = make_split(table, SplitConfig(seed=8))
-    for x, y in zip((a.train, a.val, a.test), (b.train, b.val, b.test)):
+    for x, y in zip((a.train, a.val, a.test), (b.train, b.val, b.test), strict=False):
         np.testing.assert_array_equal(x, y)
-    assert not all(np.array_equal(x, y) for x, y in zip((a.train, a.val, a.test), (c.train, c.val, c.test)))
+    assert not all(
+        np.array_equal(x, y) for x, y in zip((a.train, a.val, a.test), (c.train, c.val, c.test), strict=False)
+    )
 
 
 def test_one_group_falls_back_to_stratified_split_and_says_so() -> None:

@@ -77,7 +77,7 @@ def test_tiff_datetime_becomes_acquired_at(tmp_path):
     path = tmp_path / "t.tif"
     tifffile.imwrite(path, noise((64, 64), np.uint16), datetime="2024:05:01 13:14:15")
     (raw,) = read_micrographs(path, pixel_size=1.0)
-    assert raw.acquired_at == dt.datetime(2024, 5, 1, 13, 14, 15, tzinfo=dt.timezone.utc)
+    assert raw.acquired_at == dt.datetime(2024, 5, 1, 13, 14, 15, tzinfo=dt.UTC)
 
 
 def test_multipage_integer_tiff_is_a_movie(tmp_path):
@@ -96,7 +96,7 @@ def test_multipage_float_tiff_is_split(tmp_path):
     tifffile.imwrite(path, frames, photometric="minisblack")
     raws = read_micrographs(path, pixel_size=1.0)
     assert [r.frame for r in raws] == [0, 1, 2]
-    for r, f in zip(raws, frames):
+    for r, f in zip(raws, frames, strict=False):
         np.testing.assert_array_equal(r.data, f)
 
 

@@ -77,7 +77,7 @@ def test_header_pixel_size_override_and_missing(tmp_path):
 
 
 def test_fei1_extended_header_gives_pixel_size_time_and_metadata(tmp_path):
-    when = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
     data = noise((80, 96), np.float32)
     path = write_mrc(tmp_path / "epu.mrc", data, voxel_size=None, ext_header=fei1_records(1, when=when))
     (raw,) = read_micrographs(path)
@@ -96,7 +96,7 @@ def test_fei1_extended_header_gives_pixel_size_time_and_metadata(tmp_path):
 
 
 def test_main_header_pixel_size_beats_extended_header(tmp_path):
-    when = dt.datetime(2023, 1, 2, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2023, 1, 2, tzinfo=dt.UTC)
     path = write_mrc(tmp_path / "epu.mrc", noise((64, 64), np.float32), voxel_size=1.06,
                      ext_header=fei1_records(1, when=when))  # fmt: skip
     (raw,) = read_micrographs(path)
@@ -114,7 +114,7 @@ def test_float_stack_is_split_into_micrographs(tmp_path):
     frames = noise((3, 64, 72), np.float32)
     raws = read_micrographs(write_mrc(tmp_path / "stack.mrcs", frames, stack=True))
     assert [r.frame for r in raws] == [0, 1, 2] and all(r.n_frames == 1 for r in raws)
-    for r, f in zip(raws, frames):
+    for r, f in zip(raws, frames, strict=False):
         np.testing.assert_array_equal(r.data, f)
 
 
@@ -154,7 +154,7 @@ def test_volume_is_not_an_image_unless_forced(tmp_path):
 
 
 def test_stack_frames_get_their_own_acquisition_times(tmp_path):
-    when = dt.datetime(2024, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
     frames = noise((3, 64, 64), np.float32)
     path = write_mrc(tmp_path / "s.mrcs", frames, stack=True, voxel_size=None, ext_header=fei1_records(3, when=when))
     raws = read_micrographs(path)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+from helpers_label_app import app_env  # noqa: F401 - fixture
 
 from micrograde.labeling import store
 from micrograde.labeling.queue import build_queue, predictions_confidence
 from micrograde.pipeline.catalogue.schema import AssessRun
-
-from helpers_label_app import app_env  # noqa: F401 - fixture
 
 
 def post(c, url, body, csrf):
@@ -88,10 +87,12 @@ def test_queue_reads_the_latest_predictions(app_env):
         folder = ws.reports_dir / run
         folder.mkdir()
         paths = [f"/data/grid1/mic_{i:03d}.mrc" for i in range(5)]
-        pd.DataFrame({"micrograph": paths, "label": "good", "confidence": conf}).to_csv(folder / "predictions.csv", index=False)
+        pd.DataFrame({"micrograph": paths, "label": "good", "confidence": conf}).to_csv(
+            folder / "predictions.csv", index=False
+        )
         with ws.transaction() as s:
             s.add(AssessRun(id=run, report_dir=str(folder), n_micrographs=5,
-                            created_at=dt.datetime(2026, 1, day, tzinfo=dt.timezone.utc)))
+                            created_at=dt.datetime(2026, 1, day, tzinfo=dt.UTC)))
     (ws.reports_dir / "assess-20260103-000000-cccccc" / "predictions.csv").unlink()  # a report deleted since
     got = predictions_confidence(ws).set_index("micrograph_id")["confidence"]
     assert got.loc[ids[2]] == 0.3 and got.loc[ids[4]] == 0.99

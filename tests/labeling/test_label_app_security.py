@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers_label_app import app_env  # noqa: F401 - fixture
 
 from micrograde.labeling import store
 from micrograde.labeling.web.app import STATIC_DIR
-
-from helpers_label_app import app_env  # noqa: F401 - fixture
 
 
 def post(c, url, body, csrf):

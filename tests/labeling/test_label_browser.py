@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers_label import add_micrographs
+from helpers_label_server import serve_in_thread
 
 from micrograde.labeling import store
 from micrograde.labeling.web.app import create_app
 from micrograde.pipeline.catalogue.workspace import Workspace
-
-from helpers_label import add_micrographs
-from helpers_label_server import serve_in_thread
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

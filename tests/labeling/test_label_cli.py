@@ -7,12 +7,11 @@ import json
 import click
 import pandas as pd
 from click.testing import CliRunner
+from helpers_label import add_micrographs
 
 from micrograde.flows.cli.label import register
 from micrograde.labeling import store
 from micrograde.pipeline.catalogue.workspace import Workspace
-
-from helpers_label import add_micrographs
 
 
 def cli() -> click.Group:

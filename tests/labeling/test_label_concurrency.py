@@ -6,13 +6,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers_label import add_micrographs
 from sqlalchemy import select
 
 from micrograde.labeling import store
 from micrograde.pipeline.catalogue.schema import Annotation
 from micrograde.pipeline.catalogue.workspace import Workspace
-
-from helpers_label import add_micrographs
 
 N_THREADS, N_EACH = 8, 25
 LABELS = ("good", "medium", "bad")

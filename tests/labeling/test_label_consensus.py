@@ -168,7 +168,9 @@ def test_agreement_by_expertise_by_hand():
     assert table.loc["postdoc", "agreement_with_consensus"] == pytest.approx(1.0)
     kappa = cohen_kappa_matrix(latest)
     assert kappa.loc["P", "S"] == pytest.approx(1.0)
-    assert table.loc["postdoc", "mean_kappa_vs_others"] == pytest.approx((kappa.loc["P", "S"] + kappa.loc["P", "U"]) / 2)
+    assert table.loc["postdoc", "mean_kappa_vs_others"] == pytest.approx(
+        (kappa.loc["P", "S"] + kappa.loc["P", "U"]) / 2
+    )
 
     report = agreement_report(latest)
     assert report.n_annotators == 3 and report.n_micrographs == 4 and report.n_labels == 10

@@ -6,14 +6,13 @@ import json
 
 import pandas as pd
 import pytest
+from helpers_label import add_micrographs, label_ws  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
 from micrograde.labeling import store
 from micrograde.labeling.errors import LabelImportError
 from micrograde.labeling.export import agreement_sidecar, export_labels
 from micrograde.pipeline.catalogue.schema import Annotation, Annotator
-
-from helpers_label import add_micrographs, label_ws  # noqa: F401 - fixture
 
 
 def counts(ws):
@@ -74,7 +73,11 @@ def test_import_errors_have_line_numbers_and_write_nothing(label_ws, tmp_path):
     assert "unknown micrograph" in problems[3]
     assert "unknown label 'excellent'" in problems[4]
     assert "aliens" in problems[5]
-    assert "ambiguous" in problems[6] and "/data/grid1/mic_001.mrc" in problems[6] and "/data/grid2/mic_001.mrc" in problems[6]
+    assert (
+        "ambiguous" in problems[6]
+        and "/data/grid1/mic_001.mrc" in problems[6]
+        and "/data/grid2/mic_001.mrc" in problems[6]
+    )
     assert "line 2" in problems[9]
     assert "line 3:" in str(info.value)
     assert counts(label_ws) == before  # no annotation, no new annotator
@@ -103,7 +106,15 @@ def test_export_round_trip(label_ws, tmp_path):
     out = tmp_path / "out" / "labels.csv"
     table = export_labels(label_ws, out)
     back = pd.read_csv(out, keep_default_na=False)
-    assert list(back.columns[:7]) == ["micrograph", "name", "session", "consensus", "disputed", "n_annotators", "support"]
+    assert list(back.columns[:7]) == [
+        "micrograph",
+        "name",
+        "session",
+        "consensus",
+        "disputed",
+        "n_annotators",
+        "support",
+    ]
     assert set(back.columns[7:]) == {"sen", "gra", "annotator:session"}
     assert len(back) == len(table) == 3  # ids[3] has no label
     rows = back.set_index("name")
@@ -122,7 +133,12 @@ def test_export_round_trip(label_ws, tmp_path):
 def test_export_with_no_labels(label_ws, tmp_path):
     add_micrographs(label_ws, 2)
     table = export_labels(label_ws, tmp_path / "e.csv")
-    assert table.empty and list(pd.read_csv(tmp_path / "e.csv").columns)[:4] == ["micrograph", "name", "session", "consensus"]
+    assert table.empty and list(pd.read_csv(tmp_path / "e.csv").columns)[:4] == [
+        "micrograph",
+        "name",
+        "session",
+        "consensus",
+    ]
 
 
 def test_import_by_relative_path_tail(label_ws, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers_label import add_micrographs, label_ws  # noqa: F401 - fixture
 from sqlalchemy import func, select
 
 from micrograde.labeling import store
@@ -16,8 +17,6 @@ from micrograde.labeling.errors import (
 )
 from micrograde.labeling.web.tokens import SessionSigner
 from micrograde.pipeline.catalogue.schema import Annotation, Annotator
-
-from helpers_label import add_micrographs, label_ws  # noqa: F401 - fixture
 
 
 def n_rows(ws) -> int:
@@ -73,7 +72,7 @@ def test_annotations_are_append_only_with_undo(label_ws):
     second = store.annotate(label_ws, ids[0], a.id, "BAD", reasons="crystalline-ice; drift")
     assert second.reasons == "crystalline-ice,drift" and second.label == "bad"
     latest = store.latest_annotations(label_ws)
-    assert list(latest["label"]) == ["bad"] and list(latest["micrograph"]) == [f"/data/grid1/mic_000.mrc"]
+    assert list(latest["label"]) == ["bad"] and list(latest["micrograph"]) == ["/data/grid1/mic_000.mrc"]
 
     back = store.undo(label_ws, second.id, a.id)  # restores the state before `second`
     assert (back.label, back.reasons, back.comment) == ("good", "drift", "streaks")

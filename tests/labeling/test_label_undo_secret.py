@@ -6,13 +6,12 @@ import os
 import stat
 
 import pytest
+from helpers_label import add_micrographs, label_ws  # noqa: F401 - fixture
+from helpers_label_app import app_env  # noqa: F401 - fixture
 
 from micrograde.labeling import store
 from micrograde.labeling.errors import UnknownAnnotationError
 from micrograde.labeling.web import auth
-
-from helpers_label import add_micrographs, label_ws  # noqa: F401 - fixture
-from helpers_label_app import app_env  # noqa: F401 - fixture
 
 
 def _current(ws, annotator_id, micrograph_id):

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-
 from helpers_simulate import SMALL_SESSIONS, small_b_sessions
+
 from micrograde.pipeline.io.discover import discover
 from micrograde.pipeline.io.label_maps import read_label_map
 from micrograde.pipeline.masks import area_fractions

@@ -19,8 +19,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-
 from helpers_simulate import SMALL_SESSIONS
+
 from micrograde.pipeline.sim import DEFAULT_SESSIONS, write_collection
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "family_a_main_fingerprints.json").read_text())

@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from helpers_simulate import b_session, clean_b, radial_power, small_b_sessions
+
 from micrograde.pipeline.masks import MASK_CODES
 from micrograde.pipeline.signal.fourier import resample_to_pixel_size
 from micrograde.pipeline.sim.family_b import B_SESSIONS, render_b, sample_b, session_traits

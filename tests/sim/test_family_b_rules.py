@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
 from helpers_simulate import clean_b, small_b_sessions
+
 from micrograde.pipeline.config import LABELS, REASON_TAGS
 from micrograde.pipeline.sim.family_b import B_RULES, BORDERLINE_SHARE, label_b, sample_b
 from micrograde.pipeline.sim.family_b.model import inelastic_mean_free_path_nm

@@ -7,8 +7,8 @@ import dataclasses
 import mrcfile
 import numpy as np
 import pytest
-
 from helpers_simulate import SMALL_FLOAT, clean_params
+
 from micrograde.pipeline.io.label_maps import MASK_HEADER_LABEL, read_label_map, write_label_map
 from micrograde.pipeline.masks import (
     DEFECT_CLASSES,

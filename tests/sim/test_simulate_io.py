@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-
 from helpers_simulate import SMALL_FLOAT, SMALL_SESSIONS
+
 from micrograde.pipeline.config import LABELS, REASON_TAGS, SessionMeta
-from micrograde.pipeline.sim.physics import SimParams
 from micrograde.pipeline.sim.files import (
     MODE_DTYPES,
     noisy_labels,
@@ -23,6 +22,7 @@ from micrograde.pipeline.sim.files import (
     write_collection,
     write_micrograph,
 )
+from micrograde.pipeline.sim.physics import SimParams
 
 N = 15  # 3 per session
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from helpers_simulate import SMALL_FLOAT, SMALL_SESSIONS, clean_params, ice_band_excess, radial_power
+
 from micrograde.pipeline.sim.physics import (
     COUNT_DTYPES,
     DEFAULT_SESSIONS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers_simulate import SMALL_SESSIONS, clean_params
+
 from micrograde.pipeline.config import LABELS, REASON_TAGS
 from micrograde.pipeline.sim.physics import RULES, label_for, sample_params
 

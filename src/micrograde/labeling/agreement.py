@@ -16,8 +16,8 @@ import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score
 
-from micrograde.pipeline.config import EXPERTISE_LEVELS, LABELS
 from micrograde.labeling.consensus import consensus
+from micrograde.pipeline.config import EXPERTISE_LEVELS, LABELS
 
 __all__ = [
     "cohen_kappa_matrix",
@@ -118,7 +118,11 @@ def agreement_by_expertise(latest: pd.DataFrame) -> pd.DataFrame:
             continue
         names = sorted(set(part["annotator"]))
         shared = part[multi[part.index]]
-        agree = float((shared["label"].to_numpy() == cons.loc[shared["micrograph_id"]].to_numpy()).mean()) if len(shared) else math.nan
+        agree = (
+            float((shared["label"].to_numpy() == cons.loc[shared["micrograph_id"]].to_numpy()).mean())
+            if len(shared)
+            else math.nan
+        )
         ks = [kappa.loc[a, b] for a in names for b in kappa.columns if b != a]
         ks = [k for k in ks if not math.isnan(k)]
         rows.append(

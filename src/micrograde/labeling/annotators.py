@@ -8,11 +8,11 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from micrograde.pipeline.catalogue.schema import Annotator
-from micrograde.pipeline.config import EXPERTISE_LEVELS
-from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling.errors import AnnotatorError, UnknownAnnotatorError
 from micrograde.labeling.web.tokens import hash_token, new_token, token_annotator_id, verify_token
+from micrograde.pipeline.catalogue.schema import Annotator
+from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import EXPERTISE_LEVELS
 
 __all__ = [
     "NAME_PATTERN",
@@ -92,10 +92,7 @@ def get_or_create_annotator(ws: Workspace, name: str, expertise: str) -> Annotat
 
 def get_annotator(ws: Workspace, name_or_id: str | int) -> Annotator:
     with ws.session() as s:
-        if isinstance(name_or_id, int):
-            row = s.get(Annotator, name_or_id)
-        else:
-            row = _by_name(s, str(name_or_id).strip())
+        row = s.get(Annotator, name_or_id) if isinstance(name_or_id, int) else _by_name(s, str(name_or_id).strip())
     if row is None:
         raise UnknownAnnotatorError(f"no annotator {name_or_id!r}")
     return row

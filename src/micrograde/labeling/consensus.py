@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from micrograde.pipeline.config import EXPERTISE_LEVELS, LABELS
-from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling.store import latest_annotations
+from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import EXPERTISE_LEVELS, LABELS
 
 __all__ = [
     "EXPERTISE_WEIGHTS",
@@ -78,7 +78,7 @@ def consensus(labels_with_expertise: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("consensus input has more than one label per (micrograph, annotator)")
     out = []
     for mid, group in df.groupby("micrograph_id", sort=True):
-        votes = list(zip(group["label"], group["expertise"]))
+        votes = list(zip(group["label"], group["expertise"], strict=False))
         label, w, total = _winner(votes)
         support = w / total
         labels = {lab for lab, _ in votes}

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from micrograde.pipeline.io.atomic import atomic_open, atomic_write_text
-from micrograde.pipeline.catalogue.query import micrograph_table
-from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling.agreement import agreement_report
 from micrograde.labeling.consensus import consensus
 from micrograde.labeling.store import latest_annotations
+from micrograde.pipeline.catalogue.query import micrograph_table
+from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.io.atomic import atomic_open, atomic_write_text
 
 __all__ = ["EXPORT_COLUMNS", "export_table", "export_labels", "agreement_sidecar"]
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph
-from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling.annotators import validate_expertise, validate_name
 from micrograde.labeling.errors import AnnotatorError, ImportProblem, LabelImportError, LabelingError
 from micrograde.labeling.validation import normalize_comment, normalize_label, normalize_reasons
+from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph
+from micrograde.pipeline.catalogue.workspace import Workspace
 
 __all__ = ["ImportResult", "import_labels", "MicrographResolver"]
 
@@ -93,7 +93,7 @@ class MicrographResolver:
 
 def _read(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     try:
-        fh = open(csv_path, newline="", encoding="utf-8-sig")
+        fh = open(csv_path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the `with fh` below
     except OSError as exc:
         raise LabelImportError(str(csv_path), [ImportProblem(0, f"cannot read file: {exc.strerror}")]) from exc
     line = 0
@@ -113,7 +113,8 @@ def _read(csv_path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise LabelImportError(
-            str(csv_path), [ImportProblem(1, f"missing column(s) {', '.join(missing)}; the header must have micrograph,label")]
+            str(csv_path),
+            [ImportProblem(1, f"missing column(s) {', '.join(missing)}; the header must have micrograph,label")],
         )
     out = []
     for line, values in rows:
@@ -145,7 +146,11 @@ def import_labels(ws: Workspace, csv_path: Path, annotator: str, expertise: str)
             problems.append(ImportProblem(line, str(exc)))
             continue
         if mid in first_line:
-            problems.append(ImportProblem(line, f"micrograph {rec['micrograph'].strip()!r} already listed on line {first_line[mid]}"))
+            problems.append(
+                ImportProblem(
+                    line, f"micrograph {rec['micrograph'].strip()!r} already listed on line {first_line[mid]}"
+                )
+            )
             continue
         first_line[mid] = line
         parsed.append((mid, label, reasons, comment))
@@ -161,7 +166,8 @@ def import_labels(ws: Workspace, csv_path: Path, annotator: str, expertise: str)
             s.flush()
         elif row.expertise != level:
             raise LabelImportError(
-                str(csv_path), [ImportProblem(0, f"annotator {name!r} exists with expertise {row.expertise!r}, not {level!r}")]
+                str(csv_path),
+                [ImportProblem(0, f"annotator {name!r} exists with expertise {row.expertise!r}, not {level!r}")],
             )
         latest = (
             select(func.max(Annotation.id)).where(Annotation.annotator_id == row.id).group_by(Annotation.micrograph_id)
@@ -174,7 +180,16 @@ def import_labels(ws: Workspace, csv_path: Path, annotator: str, expertise: str)
         for mid, label, reasons, comment in parsed:
             if current.get(mid) == (label, reasons, comment):
                 continue
-            s.add(Annotation(micrograph_id=mid, annotator_id=row.id, label=label, reasons=reasons, comment=comment, source="import"))
+            s.add(
+                Annotation(
+                    micrograph_id=mid,
+                    annotator_id=row.id,
+                    label=label,
+                    reasons=reasons,
+                    comment=comment,
+                    source="import",
+                )
+            )
             written += 1
     ignored = tuple(h for h in header if h not in REQUIRED + OPTIONAL)
     return ImportResult(

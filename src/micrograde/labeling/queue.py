@@ -62,7 +62,11 @@ def build_queue(all_ids: list[int], labelled: set[int], confidence: pd.DataFrame
     """Queue order (see module docstring) of ``all_ids`` for an annotator who labelled ``labelled``."""
     conf: dict[int, float] = {}
     if confidence is not None and not confidence.empty:
-        conf = {int(m): float(c) for m, c in zip(confidence["micrograph_id"], confidence["confidence"]) if c == c}
+        conf = {
+            int(m): float(c)
+            for m, c in zip(confidence["micrograph_id"], confidence["confidence"], strict=False)
+            if c == c
+        }
     todo = [i for i in all_ids if i not in labelled]
     scored = sorted((i for i in todo if i in conf), key=lambda i: (conf[i], i))
     unscored = [i for i in todo if i not in conf]

@@ -1,8 +1,8 @@
 """The annotation store: append-only labels in the workspace catalogue.
 
 A change is a new row, an undo is a new row (a retraction, ``label`` None, or a copy of the state
-before the undone row, with ``undoes`` naming it); no annotation row is ever updated or deleted. The latest row (highest id)
-per (annotator, micrograph) is the annotator's current label.
+before the undone row, with ``undoes`` naming it); no annotation row is ever updated or deleted.
+The latest row (highest id) per (annotator, micrograph) is the annotator's current label.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph
-from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling.annotators import (
     add_annotator,
     authenticate,
@@ -25,9 +23,16 @@ from micrograde.labeling.annotators import (
     reset_token,
     set_active,
 )
-from micrograde.labeling.errors import InactiveAnnotatorError, UnknownAnnotationError, UnknownAnnotatorError, UnknownMicrographError
+from micrograde.labeling.errors import (
+    InactiveAnnotatorError,
+    UnknownAnnotationError,
+    UnknownAnnotatorError,
+    UnknownMicrographError,
+)
 from micrograde.labeling.importer import ImportResult, import_labels
 from micrograde.labeling.validation import check_source, normalize_comment, normalize_label, normalize_reasons
+from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph
+from micrograde.pipeline.catalogue.workspace import Workspace
 
 __all__ = [
     "add_annotator",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from micrograde.pipeline.config import LABELS, REASON_TAGS
 from micrograde.labeling.errors import InvalidLabelError
+from micrograde.pipeline.config import LABELS, REASON_TAGS
 
 __all__ = ["SOURCES", "MAX_COMMENT", "normalize_label", "normalize_reasons", "normalize_comment", "check_source"]
 

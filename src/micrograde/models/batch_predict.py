@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from micrograde.models.infer import Predictor
+from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.io.atomic import atomic_write_bytes
 from micrograde.pipeline.io.locks import file_lock
-from micrograde.pipeline.config import LABELS
-
-from micrograde.models.infer import Predictor
 
 __all__ = ["predict_cached", "prediction_cache_path"]
 

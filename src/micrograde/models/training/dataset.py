@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from micrograde.pipeline.catalogue.cache import load_entry
 from micrograde.pipeline.data.augment import apply_augment, derive_seed, reseed
 from micrograde.pipeline.data.balance import BALANCE_STRATEGIES, label_indices, sample_weights, undersample
-from micrograde.pipeline.catalogue.cache import load_entry
 from micrograde.pipeline.signal.fourier import fourier_crop
 
 __all__ = ["LAYOUTS", "DEFAULT_LAYOUT", "RESIZE_MODES", "MicrographDataset", "BalancedSampler", "make_sampler",

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
 from collections.abc import Callable, Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch

@@ -33,26 +33,26 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from micrograde.pipeline.io.atomic import atomic_open
-from micrograde.pipeline.data.balance import class_weights as balance_class_weights
-from micrograde.pipeline.config import LABELS, FrozenModel
-from micrograde.pipeline.data.metrics import classification_metrics
+from micrograde.models.backbones.adapters import split_model
+from micrograde.models.backbones.registry import DEFAULT_BACKBONE, get_spec, trainable_prefixes
 from micrograde.models.calibration import calibration_summary
 from micrograde.models.training.loop import (
     dataset_labels,
     extract_features,
-    pooled_features,
     make_loader,
     make_scaler,
     n_samples,
+    pooled_features,
     predict_logits,
     resolve_device,
     set_trainable,
     train_one_epoch,
     warmup_cosine,
 )
-from micrograde.models.backbones.adapters import split_model
-from micrograde.models.backbones.registry import DEFAULT_BACKBONE, get_spec, trainable_prefixes
+from micrograde.pipeline.config import LABELS, FrozenModel
+from micrograde.pipeline.data.balance import class_weights as balance_class_weights
+from micrograde.pipeline.data.metrics import classification_metrics
+from micrograde.pipeline.io.atomic import atomic_open
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "fit", "without_augment", "CHECKPOINT_NAME"]
 

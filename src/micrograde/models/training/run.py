@@ -16,19 +16,18 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from micrograde.models.backbones.registry import create_model, get_spec
+from micrograde.models.checkpoint import build_card, save_model
+from micrograde.models.infer import Predictor, apply_thresholds, check_thresholds
+from micrograde.models.training.dataset import DEFAULT_LAYOUT, MicrographDataset
+from micrograde.models.training.recipe import TrainConfig, fit
+from micrograde.pipeline.config import LABELS, FrozenModel, PreprocessConfig
 from micrograde.pipeline.data.augment import AugmentConfig, augment_to_dict, build_augment
 from micrograde.pipeline.data.balance import balance_report, balanced_counts, class_counts
-from micrograde.pipeline.config import LABELS, FrozenModel, PreprocessConfig
-from micrograde.pipeline.io.digest import digest_of
 from micrograde.pipeline.data.diversity import diversity_lines, diversity_table, score_ranges
 from micrograde.pipeline.data.metrics import classification_metrics
 from micrograde.pipeline.data.splits import SplitConfig, check_no_leak, make_split, split_counts
-
-from micrograde.models.checkpoint import build_card, save_model
-from micrograde.models.training.dataset import DEFAULT_LAYOUT, MicrographDataset
-from micrograde.models.infer import Predictor, apply_thresholds, check_thresholds
-from micrograde.models.backbones.registry import create_model, get_spec
-from micrograde.models.training.recipe import TrainConfig, fit
+from micrograde.pipeline.io.digest import digest_of
 
 __all__ = ["TrainRunConfig", "TrainOutcome", "TrainDataError", "train_model", "evaluate_model"]
 
@@ -168,7 +167,7 @@ def train_model(
         preprocess=cfg.preprocess.model_dump() | train_ds.describe() | {"preprocess_key": cfg.preprocess.digest()},
         train_config=cfg.model_dump(mode="json") | {"augment_pipeline": augment_to_dict(augment)},
         training={
-            "data_digest": digest_of(f"{k}:{lab}" for k, lab in sorted(zip(keys, table["label"]))),
+            "data_digest": digest_of(f"{k}:{lab}" for k, lab in sorted(zip(keys, table["label"], strict=False))),
             "n_labelled": len(table),
             "class_counts": counts,
             "class_counts_train_after_balancing": after,

@@ -29,9 +29,16 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from micrograde.pipeline.data.augment_cryo import DefocusBlur, DefocusChange, DoseResample, GainStripes, IceContrast, TileDropout
-from micrograde.pipeline.data.augment_geometry import FieldCrop, Shear, Stretch, Turn
 from micrograde.pipeline.config import FrozenModel
+from micrograde.pipeline.data.augment_cryo import (
+    DefocusBlur,
+    DefocusChange,
+    DoseResample,
+    GainStripes,
+    IceContrast,
+    TileDropout,
+)
+from micrograde.pipeline.data.augment_geometry import FieldCrop, Shear, Stretch, Turn
 
 __all__ = [
     "AugmentConfig",
@@ -110,7 +117,10 @@ def build_augment(cfg: AugmentConfig) -> A.Compose:
         (cfg.blur_p, lambda p: DefocusBlur(cfg.blur_kind, cfg.blur_sigma_range, cfg.blur_radius_range, p=p)),
         (cfg.defocus_p, lambda p: DefocusChange(cfg.defocus_change_range, cfg.pixel_size, cfg.voltage_kv, p=p)),
         (cfg.ice_p, lambda p: IceContrast(cfg.ice_contrast_range, cfg.ice_gradient_range, p=p)),
-        (cfg.dose_p, lambda p: DoseResample(cfg.dose_fraction_range, cfg.electrons_per_pixel, cfg.relative_contrast, p=p)),
+        (
+            cfg.dose_p,
+            lambda p: DoseResample(cfg.dose_fraction_range, cfg.electrons_per_pixel, cfg.relative_contrast, p=p),
+        ),
         (cfg.stripes_p, lambda p: GainStripes(cfg.stripes_amplitude_range, cfg.stripes_width_range, p=p)),
         (cfg.dropout_p, lambda p: TileDropout(cfg.dropout_tiles_range, cfg.dropout_tile_fraction_range, p=p)),
     ]
@@ -118,7 +128,9 @@ def build_augment(cfg: AugmentConfig) -> A.Compose:
     return A.Compose(transforms, p=1.0, seed=cfg.seed)
 
 
-def apply_augment(compose: A.Compose, image: np.ndarray, spectrum: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+def apply_augment(
+    compose: A.Compose, image: np.ndarray, spectrum: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Augment an image and its power spectrum together; returns float32 copies (same shapes).
 
     Values are never clipped: a normalised image keeps negative values and its scale.
@@ -134,7 +146,11 @@ def apply_augment(compose: A.Compose, image: np.ndarray, spectrum: np.ndarray | 
 
 def derive_seed(seed: int, epoch: int, index: int) -> int:
     """A 32-bit seed for one sample, independent across (seed, epoch, index)."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF, int(index) & 0xFFFFFFFF]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence(
+            [int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF, int(index) & 0xFFFFFFFF]
+        ).generate_state(1)[0]
+    )
 
 
 def reseed(compose: A.Compose, seed: int) -> None:

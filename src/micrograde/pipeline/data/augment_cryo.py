@@ -167,7 +167,10 @@ class DoseResample(ImageOnlyTransform):
         return ("dose_fraction_range", "electrons_per_pixel", "relative_contrast")
 
     def get_params(self) -> dict[str, Any]:
-        return {"dose_fraction": self.py_random.uniform(*self.dose_fraction_range), "noise_seed": self.py_random.getrandbits(32)}
+        return {
+            "dose_fraction": self.py_random.uniform(*self.dose_fraction_range),
+            "noise_seed": self.py_random.getrandbits(32),
+        }
 
     def apply(self, img: np.ndarray, dose_fraction: float, noise_seed: int, **params: Any) -> np.ndarray:
         f = dose_fraction
@@ -191,8 +194,12 @@ class IceContrast(ImageOnlyTransform):
     from ``gradient_range`` along a random direction. Mean and standard deviation are kept.
     """
 
-    def __init__(self, contrast_range: tuple[float, float] = (0.8, 1.0), gradient_range: tuple[float, float] = (0.0, 0.2),
-                 p: float = 0.5):
+    def __init__(
+        self,
+        contrast_range: tuple[float, float] = (0.8, 1.0),
+        gradient_range: tuple[float, float] = (0.0, 0.2),
+        p: float = 0.5,
+    ):
         super().__init__(p=p)
         self.contrast_range = _range(contrast_range, "contrast_range")
         if not 0 < self.contrast_range[0] <= self.contrast_range[1] <= 1:
@@ -228,8 +235,13 @@ class GainStripes(ImageOnlyTransform):
     (``orientation``: ``rows``, ``columns`` or ``random``), in stripes ``stripe_width_range``
     pixels wide with offsets of ``amplitude_range`` standard deviations."""
 
-    def __init__(self, amplitude_range: tuple[float, float] = (0.02, 0.08), stripe_width_range: tuple[int, int] = (1, 8),
-                 orientation: str = "random", p: float = 0.5):
+    def __init__(
+        self,
+        amplitude_range: tuple[float, float] = (0.02, 0.08),
+        stripe_width_range: tuple[int, int] = (1, 8),
+        orientation: str = "random",
+        p: float = 0.5,
+    ):
         super().__init__(p=p)
         self.amplitude_range = _range(amplitude_range, "amplitude_range")
         lo, hi = (int(v) for v in stripe_width_range)

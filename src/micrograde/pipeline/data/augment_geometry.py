@@ -268,6 +268,8 @@ class FieldCrop(SpectrumPairTransform):
         h, w = shape[:2]
         f = self.py_random.uniform(*self.fraction_range)
         # window centre offset from the field centre, so the window stays inside the field
-        off = np.array([self.py_random.uniform(-0.5, 0.5) * w * (1 - f), self.py_random.uniform(-0.5, 0.5) * h * (1 - f)])
+        off = np.array(
+            [self.py_random.uniform(-0.5, 0.5) * w * (1 - f), self.py_random.uniform(-0.5, 0.5) * h * (1 - f)]
+        )
         linear = np.eye(2) / f
         return linear, -linear @ off

@@ -65,7 +65,7 @@ def label_indices(labels: Sequence | np.ndarray) -> np.ndarray:
 def class_counts(labels: Sequence | np.ndarray) -> dict[str, int]:
     """Count per class, every class of :data:`LABELS` present (0 when absent)."""
     counts = np.bincount(label_indices(labels), minlength=len(LABELS))
-    return {lab: int(c) for lab, c in zip(LABELS, counts)}
+    return {lab: int(c) for lab, c in zip(LABELS, counts, strict=False)}
 
 
 def sample_weights(labels: Sequence | np.ndarray, strategy: str) -> np.ndarray | None:

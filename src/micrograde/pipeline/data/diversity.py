@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from micrograde.pipeline.signal.scores import SCORE_COLUMNS
 from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.signal.scores import SCORE_COLUMNS
 
 __all__ = ["DIVERSITY_COLUMNS", "diversity_table", "diversity_lines", "score_ranges"]
 
@@ -44,7 +44,7 @@ def diversity_table(table: pd.DataFrame, label_col: str = "label") -> pd.DataFra
     rows = []
     for key, part in keys.groupby(cols, sort=False):
         lab = labels.loc[part.index]
-        row = {c: (None if k == _MISSING else k) for c, k in zip(cols, key)}
+        row = {c: (None if k == _MISSING else k) for c, k in zip(cols, key, strict=False)}
         row.update({name: int((lab == name).sum()) for name in LABELS})
         row["total"] = int(len(part))
         rows.append(row)

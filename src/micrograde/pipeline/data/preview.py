@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from micrograde.pipeline.io.atomic import atomic_write_bytes
-from micrograde.pipeline.data.augment import apply_augment, derive_seed, reseed
 from micrograde.pipeline.catalogue.cache import load_entry
+from micrograde.pipeline.data.augment import apply_augment, derive_seed, reseed
+from micrograde.pipeline.io.atomic import atomic_write_bytes
 
 __all__ = ["preview_grid", "preview_samples", "save_figure_png"]
 
@@ -43,7 +43,7 @@ def preview_grid(pairs: Sequence[Pair], augmented: Sequence[Sequence[Pair]], *,
     n_cols = 2 * (1 + k)
     fig = Figure(figsize=(panel_inches * n_cols, panel_inches * len(pairs) + 0.6), layout="constrained")
     axes = fig.subplots(len(pairs), n_cols, squeeze=False)
-    for r, (orig, row) in enumerate(zip(pairs, augmented)):
+    for r, (orig, row) in enumerate(zip(pairs, augmented, strict=False)):
         samples = [orig, *row]
         for c in range(1 + k):
             for j, what in enumerate(("image", "spectrum")):

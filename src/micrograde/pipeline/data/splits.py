@@ -86,7 +86,9 @@ def _label_index(table: pd.DataFrame, label_col: str) -> np.ndarray:
         raise SplitError(f"the table has no label column {label_col!r}")
     bad = sorted({str(v) for v in table[label_col] if v not in LABELS})
     if bad:
-        raise SplitError(f"labels must be one of {', '.join(LABELS)}; found {', '.join(bad)} (drop unlabelled rows first)")
+        raise SplitError(
+            f"labels must be one of {', '.join(LABELS)}; found {', '.join(bad)} (drop unlabelled rows first)"
+        )
     return np.array([LABELS.index(v) for v in table[label_col]], dtype=np.int64)
 
 
@@ -94,7 +96,9 @@ def _n_folds(fraction: float, n_groups: int) -> int:
     return int(min(max(round(1.0 / fraction), 2), n_groups))
 
 
-def _group_fold(positions: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_fold(
+    positions: np.ndarray, y: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held) positions: one fold of StratifiedGroupKFold, the fold nearest ``fraction``."""
     n_groups = len(set(groups[positions]))
     k = _n_folds(fraction, n_groups)
@@ -152,7 +156,9 @@ def _refine(held: set, positions: np.ndarray, y: np.ndarray, groups: np.ndarray,
     return {g[i] for i in np.flatnonzero(inside)}
 
 
-def _stratified(positions: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def _stratified(
+    positions: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """(rest, held, stratified?) without groups."""
     n_held = int(round(fraction * len(positions)))
     if n_held == 0 or n_held >= len(positions):
@@ -183,7 +189,9 @@ def make_split(table: pd.DataFrame, cfg: SplitConfig, *, label_col: str = "label
     empty = positions[:0]
 
     if n_groups == 1:
-        rest, test, s1 = _stratified(positions, y, cfg.test_fraction, cfg.seed) if cfg.test_fraction else (positions, empty, True)
+        rest, test, s1 = (
+            _stratified(positions, y, cfg.test_fraction, cfg.seed) if cfg.test_fraction else (positions, empty, True)
+        )
         val_frac = cfg.val_fraction / (1.0 - cfg.test_fraction)
         train, val, s2 = _stratified(rest, y, val_frac, cfg.seed + 1)
         how = "stratified split" if (s1 and s2) else "random split (a class has fewer than 2 examples, cannot stratify)"

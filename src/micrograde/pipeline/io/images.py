@@ -21,8 +21,8 @@ import io
 import os
 import re
 import xml.etree.ElementTree as ET
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +109,7 @@ def _tiff_datetime(page) -> dt.datetime | None:
         return None
     try:
         year, month, day, hour, minute, second = (int(g) for g in m.groups())
-        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError:
         return None
 
@@ -137,7 +137,9 @@ def read_tiff(path: Path, *, pixel_size: float | None = None, stack: str = "auto
                 series = tif.series[0]
                 page: Any = series.pages[0] if series.pages else tif.pages[0]
                 pages = [p for p in series.pages if p is not None]
-                end = max((o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts)), default=0)
+                end = max(
+                    (o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts, strict=False)), default=0
+                )
             except (ValueError, IndexError, KeyError, EOFError) as exc:
                 raise _fail("bad-header", f"unreadable TIFF structure: {exc}", path) from exc
             if end > size:
@@ -242,7 +244,7 @@ def read_png(path: Path, *, pixel_size: float | None = None) -> list[RawMicrogra
     if arr.ndim != 2:
         raise _fail("not-an-image", f"decoded to shape {arr.shape}, not a 2-D greyscale image", path)
     depth = _PIL_MODES[mode]
-    if depth == "int32" and arr.size and 0 <= arr.min() and arr.max() <= 65535:
+    if depth == "int32" and arr.size and arr.min() >= 0 and arr.max() <= 65535:
         depth = "uint16"  # older Pillow opens 16-bit greyscale PNGs as 32-bit "I"
     px, source = choose_pixel_size(None, pixel_size, why=_NO_PNG_PX)
     meta = {"format": "png", "dtype": depth, "shape_zyx": [1, *map(int, arr.shape)], "header_pixel_size": None}
@@ -268,7 +270,7 @@ def probe_tiff(path: Path) -> bool:
                 pages = [p for p in tif.series[0].pages if p is not None] if tif.series else []
                 if not pages:
                     return False
-                end = max(o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts))
+                end = max(o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts, strict=False))
                 return end <= size
     except FileNotFoundError:
         return False

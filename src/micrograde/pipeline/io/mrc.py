@@ -20,6 +20,7 @@ main header has none), acquisition time (``acquired_at``, per frame), and in the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import warnings
@@ -59,10 +60,8 @@ def _fail(reason: str, detail: str, path: Path) -> MicrographReadError:
 def _raw_fields(head: bytes) -> tuple[int, int, int, int, int]:
     """(nx, ny, nz, mode, nsymbt) from a 1024-byte header in its machine-stamp byte order."""
     order = "<"
-    try:
+    with contextlib.suppress(ValueError):
         order = mrc_utils.byte_order_from_machine_stamp(np.frombuffer(head[212:216], np.uint8))
-    except ValueError:
-        pass
     nx, ny, nz, mode = struct.unpack(order + "4i", head[:16])
     (nsymbt,) = struct.unpack(order + "i", head[92:96])
     return nx, ny, nz, mode, nsymbt

@@ -147,4 +147,4 @@ def ole_date_to_utc(days: float) -> dt.datetime | None:
     """An OLE Automation date (days since 1899-12-30, as in EPU headers) in UTC; None if implausible."""
     if not math.isfinite(days) or not (32874.0 <= days <= 73051.0):  # years 1990 .. 2100
         return None
-    return dt.datetime(1899, 12, 30, tzinfo=dt.timezone.utc) + dt.timedelta(days=float(days))
+    return dt.datetime(1899, 12, 30, tzinfo=dt.UTC) + dt.timedelta(days=float(days))

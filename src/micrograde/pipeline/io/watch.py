@@ -34,8 +34,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from micrograde.pipeline.io.atomic import atomic_write_text
 from micrograde.pipeline.config import FrozenModel
+from micrograde.pipeline.io.atomic import atomic_write_text
 from micrograde.pipeline.io.discover import is_candidate, is_candidate_folder
 from micrograde.pipeline.io.locks import file_lock
 
@@ -55,7 +55,9 @@ STATE_VERSION = 1
 class WatchConfig(FrozenModel):
     """When the watcher calls a file complete."""
 
-    stable_polls: int = Field(2, ge=1, description="consecutive polls that saw the same size and mtime (1: first sight)")
+    stable_polls: int = Field(
+        2, ge=1, description="consecutive polls that saw the same size and mtime (1: first sight)"
+    )
     min_age_s: float = Field(2.0, ge=0, description="seconds a file must be unchanged")
     give_up_s: float = Field(600.0, gt=0, description="hand over a stable file that never passes the probe after this")
     recursive: bool = True

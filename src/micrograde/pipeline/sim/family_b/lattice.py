@@ -61,7 +61,7 @@ def _reflections(zone: str, theta: float) -> list[tuple[float, float, float]]:
         return out
     c_star = 1 / C_AXIS_A
     ua, uc = (math.sin(theta), math.cos(theta)), (math.cos(theta), -math.sin(theta))
-    for h, l, amp in ((1, 0, 1.0), (0, 2, 0.8), (1, 1, 0.9), (1, -1, 0.9), (1, 2, 0.35), (1, -2, 0.35)):
+    for h, l, amp in ((1, 0, 1.0), (0, 2, 0.8), (1, 1, 0.9), (1, -1, 0.9), (1, 2, 0.35), (1, -2, 0.35)):  # noqa: E741 - the Miller index l
         gy = h * a_star * ua[0] + l * c_star * uc[0]
         gx = h * a_star * ua[1] + l * c_star * uc[1]
         out.append((gy, gx, amp))

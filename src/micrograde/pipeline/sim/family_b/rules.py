@@ -29,7 +29,6 @@ import math
 import numpy as np
 
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.sim.family_b.specimen import AREA_FACTOR
 from micrograde.pipeline.sim.family_b.model import (
     CONTAMINANTS,
     CRYSTAL_FORMS,
@@ -37,6 +36,7 @@ from micrograde.pipeline.sim.family_b.model import (
     inelastic_mean_free_path_nm,
     session_traits,
 )
+from micrograde.pipeline.sim.family_b.specimen import AREA_FACTOR
 from micrograde.pipeline.sim.model import SimSession
 from micrograde.pipeline.sim.rules import Rule, grade, pick_weighted
 
