@@ -15,7 +15,7 @@ from sqlalchemy import select
 from micrograde.flows.cli.main import main
 from micrograde.pipeline.catalogue.cache import load_measures
 from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow
-from micrograde.pipeline.signal.measures import PHYSICAL_NAMES
+from micrograde.pipeline.features import IMAGE_FEATURES
 from micrograde.pipeline.catalogue.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_model_is_registered_with_a_complete_card(trained):
         # ingest cached every score and measure the heads read, with finite values
         key = s.execute(select(Micrograph.cache_key)).scalars().first()
         cached = load_measures(ws.cache_dir, key)
-        assert tuple(cached) == PHYSICAL_NAMES
+        assert tuple(cached) == IMAGE_FEATURES
         assert np.isfinite(cached["crystalline_area"]) and np.isfinite(cached["defocus_um"])
 
 

@@ -75,7 +75,7 @@ class PreprocessConfig(FrozenModel):
     _REMOVED: ClassVar[dict[str, Any]] = {"voltage_kv": 300.0}
     #: Fields added since 0.1.0. They enter the digest only when set to something else than their
     #: default, so adding a field orphans no cache entry and no model; changing a default changes
-    #: results and needs FEATURES_VERSION (pipeline/signal/measures.py) bumped instead.
+    #: results and needs its feature's ``version`` bumped in the registry (pipeline/features.py) instead.
     _ADDED: ClassVar[frozenset[str]] = frozenset({"view_pixel_size", "view_max_side"})
 
     def digest(self) -> str:
