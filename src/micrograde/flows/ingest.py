@@ -36,7 +36,7 @@ from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
 
-__all__ = ["ingest_flow", "ingest_file_task", "IngestFailed"]
+__all__ = ["ingest_flow", "ingest_file_task", "import_ctf_task", "IngestFailed"]
 
 
 class IngestFailed(RuntimeError):
@@ -70,6 +70,34 @@ def ingest_file_task(ctx: RunContext, path: str, cfg: IngestConfig, run_id: str)
     return ingest_file(ctx.workspace(), path, cfg, run_id)
 
 
+@task(name="import-ctf", log_prints=False)
+def import_ctf_task(ctx: RunContext, star: str | None, cs: str | None, ids: list[int] | None, *,
+                    strict: bool = True):
+    """Store the CTF estimates of ``star`` / ``cs`` with the micrographs ``ids`` they name (all when None).
+
+    ``strict``: a file without CTF columns is an error; otherwise it is left out (assess's selection STAR
+    may be a motion-correction STAR)."""
+    from micrograde.pipeline.catalogue.ctf import import_ctf
+
+    return import_ctf(ctx.workspace(), read_ctf_files(star, cs, strict=strict), ids)
+
+
+def read_ctf_files(star: str | None, cs: str | None, *, strict: bool = True) -> list:
+    """The CTF tables of the files given, read and checked (:class:`CtfFormatError` for a bad file)."""
+    from micrograde.pipeline.io.ctf import NoCtfColumnsError, ctf_from_cs, ctf_from_star
+
+    tables = []
+    for path, reader in ((star, ctf_from_star), (cs, ctf_from_cs)):
+        if not path:
+            continue
+        try:
+            tables.append(reader(path))
+        except NoCtfColumnsError:
+            if strict:
+                raise
+    return tables
+
+
 def _flow_run_name() -> str:
     return f"ingest-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -82,6 +110,7 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
     """
     cfg = cfg or IngestConfig()
     ws = ctx.workspace()
+    read_ctf_files(cfg.star, cfg.cs)  # a bad CTF file fails before any work
     paths = [str(p) for p in discover(list(sources), recursive=cfg.recursive)]
     run_id = new_run_id("ingest-")
     summary = IngestSummary(run_id=run_id)
@@ -106,4 +135,7 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
                status="failed" if errors else "done", errors=errors)
     if summary.failed:
         raise IngestFailed(summary)
+    if cfg.star or cfg.cs:
+        imported = import_ctf_task(ctx, cfg.star, cfg.cs, list(summary.micrograph_ids))
+        summary.ctf_matched, summary.ctf_unmatched = imported.matched, list(imported.unmatched)
     return summary

@@ -114,6 +114,10 @@ class IngestConfig(FrozenModel):
     permissive: bool = False
     meta: SessionMeta = SessionMeta()
     preprocess: PreprocessConfig = PreprocessConfig()
+    star: str | None = Field(None, description="a RELION CtfFind micrographs STAR: its CTF estimates are stored with "
+                             "the micrographs they name (pipeline/io/ctf.py)")
+    cs: str | None = Field(None, description="a cryoSPARC Patch CTF exposures .cs: its CTF estimates are stored "
+                           "with the micrographs they name")
 
 
 def config_digest(model: BaseModel) -> str:
