@@ -82,7 +82,7 @@ def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConf
     predictor = load_grader(ws.models_dir / model_id)
     rows = micrograph_table(ws, ids)
     probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                     num_workers=cfg.num_workers, progress=ctx.progress)
+                                     num_workers=cfg.num_workers, progress=ctx.progress, extra=rows)
     thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
     labels, confidence = apply_thresholds(probs, thresholds)
     table = prediction_table(rows, probs, labels, confidence, consensus_table(ws))
