@@ -5,7 +5,6 @@ a bad file has one reject per reason and a later success supersedes it."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 from pathlib import Path
