@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from micrograde.pipeline.config import IngestConfig
+from micrograde.pipeline.io.ctf import read_ctf
 from micrograde.pipeline.io.discover import discover
 from micrograde.pipeline.catalogue.ingest import (
     FileOutcome,
@@ -79,23 +80,7 @@ def import_ctf_task(ctx: RunContext, star: str | None, cs: str | None, ids: list
     may be a motion-correction STAR)."""
     from micrograde.pipeline.catalogue.ctf import import_ctf
 
-    return import_ctf(ctx.workspace(), read_ctf_files(star, cs, strict=strict), ids)
-
-
-def read_ctf_files(star: str | None, cs: str | None, *, strict: bool = True) -> list:
-    """The CTF tables of the files given, read and checked (:class:`CtfFormatError` for a bad file)."""
-    from micrograde.pipeline.io.ctf import NoCtfColumnsError, ctf_from_cs, ctf_from_star
-
-    tables = []
-    for path, reader in ((star, ctf_from_star), (cs, ctf_from_cs)):
-        if not path:
-            continue
-        try:
-            tables.append(reader(path))
-        except NoCtfColumnsError:
-            if strict:
-                raise
-    return tables
+    return import_ctf(ctx.workspace(), read_ctf(star, cs, strict=strict), ids)
 
 
 def _flow_run_name() -> str:
@@ -110,7 +95,7 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
     """
     cfg = cfg or IngestConfig()
     ws = ctx.workspace()
-    read_ctf_files(cfg.star, cfg.cs)  # a bad CTF file fails before any work
+    read_ctf(cfg.star, cfg.cs)  # a bad CTF file fails before any work
     paths = [str(p) for p in discover(list(sources), recursive=cfg.recursive)]
     run_id = new_run_id("ingest-")
     summary = IngestSummary(run_id=run_id)

@@ -35,9 +35,7 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
     from micrograde.models.infer import check_thresholds
     from micrograde.pipeline.export.cryosparc import CsFormatError, read_cs
     from micrograde.pipeline.export.relion import StarFormatError, read_star
-    from micrograde.pipeline.io.ctf import CtfFormatError
-
-    from micrograde.flows.ingest import read_ctf_files
+    from micrograde.pipeline.io.ctf import CtfFormatError, read_ctf
 
     from micrograde.flows.train import ModelNotFoundError, latest_model_id
 
@@ -46,7 +44,7 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
             read_star(cfg.star)
         if cfg.cs:
             read_cs(cfg.cs)
-        read_ctf_files(cfg.star, cfg.cs, strict=False)  # CTF columns, when present, hold numbers
+        read_ctf(cfg.star, cfg.cs, strict=False)  # CTF columns, when present, hold numbers
     except (StarFormatError, CsFormatError, CtfFormatError, FileNotFoundError) as exc:
         raise AssessInputError(str(exc)) from exc
     try:

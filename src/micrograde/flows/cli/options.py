@@ -152,11 +152,10 @@ def ctf_options(func):
 
 def check_ctf_files(star: str | None, cs: str | None, *, strict: bool = True) -> None:
     """Read and check ``--star`` / ``--cs`` before any work (a usage error, exit 2, when one is unusable)."""
-    from micrograde.flows.ingest import read_ctf_files
-    from micrograde.pipeline.io.ctf import CtfFormatError
+    from micrograde.pipeline.io.ctf import CtfFormatError, read_ctf
 
     try:
-        read_ctf_files(star, cs, strict=strict)
+        read_ctf(star, cs, strict=strict)
     except (CtfFormatError, FileNotFoundError) as exc:
         raise InputError(str(exc)) from exc
 

@@ -40,9 +40,11 @@ def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFram
 
 def spread_features(table: pd.DataFrame, features: list[dict | None]) -> pd.DataFrame:
     """``table`` with one float column per registry feature, from each row's ``features`` dict."""
-    columns = {name: np.array([float((f or {}).get(name, np.nan)) if (f or {}).get(name) is not None else np.nan
-                               for f in features], dtype=float)
-               for name in feature_names()}
+    def value(values: dict | None, name: str) -> float:
+        v = (values or {}).get(name)
+        return np.nan if v is None else float(v)
+
+    columns = {name: np.array([value(f, name) for f in features], dtype=float) for name in feature_names()}
     return pd.concat([table, pd.DataFrame(columns, index=table.index)], axis=1)
 
 

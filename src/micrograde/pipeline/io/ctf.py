@@ -170,11 +170,20 @@ def ctf_from_cs(path: str | os.PathLike) -> CtfTable:
     return _table(path, names, values)
 
 
-def read_ctf(star: str | os.PathLike | None = None, cs: str | os.PathLike | None = None) -> list[CtfTable]:
-    """The tables of the files given (a STAR, a ``.cs`` or both), each read and checked."""
+def read_ctf(star: str | os.PathLike | None = None, cs: str | os.PathLike | None = None, *,
+             strict: bool = True) -> list[CtfTable]:
+    """The tables of the files given (a STAR, a ``.cs`` or both), each read and checked.
+
+    ``strict``: a file without CTF columns raises :class:`NoCtfColumnsError`; otherwise it is left out
+    (assess's selection STAR may be a motion-correction STAR). Other errors are raised either way.
+    """
     out = []
-    if star:
-        out.append(ctf_from_star(star))
-    if cs:
-        out.append(ctf_from_cs(cs))
+    for path, reader in ((star, ctf_from_star), (cs, ctf_from_cs)):
+        if not path:
+            continue
+        try:
+            out.append(reader(path))
+        except NoCtfColumnsError:
+            if strict:
+                raise
     return out
