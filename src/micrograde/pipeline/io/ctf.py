@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["CtfFormatError", "NoCtfColumnsError", "CtfTable", "STAR_COLUMNS", "CS_FIELDS", "ctf_from_star", "ctf_from_cs", "read_ctf"]
+__all__ = ["CtfFormatError", "NoCtfColumnsError", "CtfTable", "STAR_COLUMNS", "CS_FIELDS", "ctf_from_star",
+           "ctf_from_cs", "read_ctf"]
 
 #: STAR column of each CTF feature read directly (the defocus is the mean of U and V).
 STAR_COLUMNS: dict[str, str] = {
