@@ -33,6 +33,7 @@ from micrograde.pipeline.catalogue.ingest import (
     record_reject,
     start_run,
 )
+from micrograde.pipeline.catalogue.ctf import CtfImport
 from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
@@ -73,7 +74,7 @@ def ingest_file_task(ctx: RunContext, path: str, cfg: IngestConfig, run_id: str)
 
 @task(name="import-ctf", log_prints=False)
 def import_ctf_task(ctx: RunContext, star: str | None, cs: str | None, ids: list[int] | None, *,
-                    strict: bool = True):
+                    strict: bool = True) -> CtfImport:
     """Store the CTF estimates of ``star`` / ``cs`` with the micrographs ``ids`` they name (all when None).
 
     ``strict``: a file without CTF columns is an error; otherwise it is left out (assess's selection STAR

@@ -236,8 +236,13 @@ def image_features(image: np.ndarray | ImageInputs, pixel_size: float | None = N
     ``inputs``: the other fields of :class:`ImageInputs` (``spectrum_given``, ``coarse``, ``dose``,
     ``voltage_kv``).
     """
-    x = image if isinstance(image, ImageInputs) else ImageInputs(np.asarray(image), float(pixel_size), **inputs)
-    return {f.name: float(f.compute(x)) for f in features_of(*IMAGE_GROUPS)}
+    if isinstance(image, ImageInputs):
+        x = image
+    elif pixel_size is None:
+        raise TypeError("pass an ImageInputs, or an image and its pixel_size")
+    else:
+        x = ImageInputs(np.asarray(image), float(pixel_size), **inputs)
+    return {f.name: float(f.compute(x)) for f in features_of(*IMAGE_GROUPS) if f.compute is not None}
 
 
 def features_version() -> str:

@@ -77,8 +77,10 @@ def import_ctf(ws: Workspace, tables: Sequence[CtfTable], ids: Sequence[int] | N
     with ws.transaction() as s:
         for mid, values in updates.items():
             mic = s.get(Micrograph, mid)
+            if mic is None:  # removed meanwhile (a stale frame dropped by a concurrent ingest)
+                continue
             merged = {k: v for k, v in (mic.features or {}).items() if k not in values}
             merged.update({k: v for k, v in values.items() if v is not None})
             mic.features = merged
-    result.matched = len(updates)
+            result.matched += 1
     return result

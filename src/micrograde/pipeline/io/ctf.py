@@ -82,7 +82,7 @@ def _ctf_names() -> tuple[str, ...]:
 
 def _table(source: Path, names: list[str], values: dict[str, np.ndarray]) -> CtfTable:
     n = len(names)
-    columns = {"micrograph": [str(v) for v in names]}
+    columns: dict[str, list[str] | np.ndarray] = {"micrograph": [str(v) for v in names]}
     for name in _ctf_names():
         got = values.get(name)
         columns[name] = np.full(n, np.nan) if got is None else np.asarray(got, dtype=float)

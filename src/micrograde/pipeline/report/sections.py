@@ -13,7 +13,7 @@ import pandas as pd
 
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics, reliability_curve
-from micrograde.pipeline.features import GROUPS, feature, features_of
+from micrograde.pipeline.features import GROUPS, features_of
 from micrograde.pipeline.report import plots
 from micrograde.pipeline.report.render import NA, fmt, image
 
@@ -107,8 +107,10 @@ def scores_view(predictions: pd.DataFrame, card: Mapping | None = None) -> dict:
         if not names:
             continue
         figures.append(image(plots.score_histograms(predictions, names, ranges=ranges), _GROUP_ALT[group]))
-        for name in names:
-            f = feature(name)
+        for f in features_of(group):
+            if f.name not in names:
+                continue
+            name = f.name
             values = pd.to_numeric(predictions[name], errors="coerce")
             bounds = ranges.get(name)
             if bounds is not None and len(bounds) == 2 and values.notna().any():
