@@ -5,8 +5,8 @@ it is computed from a micrograph. The registry drives everything that lists feat
 entry's measures and its identity (:func:`features_version`), the catalogue's ``features`` column,
 the grader's ``scores`` and ``measures`` blocks, the model card, ``predictions.csv``, the report's
 plots and ranges, the out-of-distribution warnings and the labelling app. Adding a measure is one
-entry in :data:`REGISTRY` (and a bump of nothing else: its name and version change
-:func:`features_version`, so ingest recomputes every cache entry once).
+entry in :data:`REGISTRY`; its name and version enter :func:`features_version`, so the next ingest
+recomputes every cache entry once (as it does when an entry's ``version`` is bumped).
 
 Groups:
 
@@ -83,11 +83,6 @@ class Feature:
             raise ValueError(f"feature {self.name}: worse must be 'high', 'low' or None, not {self.worse!r}")
         if (self.compute is None) != (self.group == "ctf"):
             raise ValueError(f"feature {self.name}: image features need a compute function, imported ones none")
-
-    @property
-    def label(self) -> str:
-        """The title with its unit, for axes and tables."""
-        return f"{self.title} ({self.unit})" if self.unit else self.title
 
 
 @dataclass(frozen=True)
