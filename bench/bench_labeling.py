@@ -64,7 +64,8 @@ def populate(ws: Workspace, n: int) -> list[int]:
             m = Micrograph(path=f"/bench/k3/mic_{i:05d}.mrc", name=f"mic_{i:05d}.mrc", session_id=sess.id,
                            digest=uuid.uuid4().hex, size_bytes=K3[0] * K3[1] * 4, shape_y=K3[0], shape_x=K3[1],
                            mode="float32", pixel_size=0.83, pixel_size_source="header", cache_key=key,
-                           ice_ring_score=0.1, thon_reach_A=4.0, anisotropy=0.02, contrast=1.0, dark_fraction=0.0)
+                           features={"ice_ring_score": 0.1, "thon_reach_A": 4.0, "anisotropy": 0.02, "contrast": 1.0,
+                                     "dark_fraction": 0.0})
             s.add(m)
             s.flush()
             ids.append(m.id)

@@ -25,21 +25,16 @@ SEEDS = {"a": 7, "b": 8}
 
 def _preprocess_one(args: tuple[str, str, str, float | None]) -> str:
     path, cache_dir, key, dose = args
-    from micrograde.pipeline.catalogue.cache import has_entry, save_entry
+    from micrograde.pipeline.catalogue.cache import entry_arrays, has_entry, save_entry
     from micrograde.pipeline.config import PreprocessConfig
     from micrograde.pipeline.io.readers import read_micrographs
-    from micrograde.pipeline.signal.measures import PHYSICAL_NAMES
     from micrograde.pipeline.signal.preprocess import preprocess
 
     if has_entry(Path(cache_dir), key):
         return key
     raw = read_micrographs(Path(path))[0]
     out = preprocess(raw.data, raw.pixel_size, PreprocessConfig(), dose=dose)
-    save_entry(Path(cache_dir), key, image=out.image, spectrum=out.spectrum, thumbnail=out.thumbnail,
-               radial=out.radial, radial_freq=out.radial_freq, image_pixel_size=np.float32(out.pixel_size),
-               view=out.view, view_pixel_size=np.float32(out.view_pixel_size),
-               measures=np.array([{**out.scores, **out.measures}[n] for n in PHYSICAL_NAMES], dtype=np.float32),
-               measure_names=np.array(PHYSICAL_NAMES))
+    save_entry(Path(cache_dir), key, **entry_arrays(out))
     return key
 
 

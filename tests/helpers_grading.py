@@ -7,7 +7,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["cached_collection"]
@@ -16,10 +15,9 @@ __all__ = ["cached_collection"]
 def cached_collection(out: Path, n: int, *, seed: int, sessions=None) -> pd.DataFrame:
     """Simulate ``n`` micrographs (family a), preprocess each into ``out/cache`` as ingest does; the
     truth table gains ``cache_key`` and ``preprocess_key``."""
-    from micrograde.pipeline.catalogue.cache import save_entry
+    from micrograde.pipeline.catalogue.cache import entry_arrays, save_entry
     from micrograde.pipeline.config import PreprocessConfig
     from micrograde.pipeline.io.readers import read_micrographs
-    from micrograde.pipeline.signal.measures import PHYSICAL_NAMES
     from micrograde.pipeline.signal.preprocess import preprocess
     from micrograde.pipeline.sim.files import write_collection
 
@@ -33,12 +31,7 @@ def cached_collection(out: Path, n: int, *, seed: int, sessions=None) -> pd.Data
         dose = json.loads((path.parent / "session.json").read_text())["dose"]
         pre = preprocess(raw.data, raw.pixel_size, cfg, dose=dose)
         key = hashlib.sha256(f"{seed}:{rel}".encode()).hexdigest()[:32]
-        values = {**pre.scores, **pre.measures}
-        save_entry(out / "cache", key, image=pre.image, spectrum=pre.spectrum, thumbnail=pre.thumbnail,
-                   radial=pre.radial, radial_freq=pre.radial_freq, image_pixel_size=np.float32(pre.pixel_size),
-                   view=pre.view, view_pixel_size=np.float32(pre.view_pixel_size),
-                   measures=np.array([values[n] for n in PHYSICAL_NAMES], dtype=np.float32),
-                   measure_names=np.array(PHYSICAL_NAMES))
+        save_entry(out / "cache", key, **entry_arrays(pre))
         keys.append(key)
     return truth.assign(cache_key=keys, preprocess_key=cfg.digest())
 

@@ -51,11 +51,8 @@ def add_micrographs(ws: Workspace, n: int, *, session: str = "grid1", names: lis
                 pixel_size=0.83,
                 pixel_size_source="header",
                 cache_key=key,
-                ice_ring_score=0.1 * i,
-                thon_reach_A=4.0 + i,
-                anisotropy=0.05,
-                contrast=1.0,
-                dark_fraction=0.0,
+                features={"ice_ring_score": 0.1 * i, "thon_reach_A": 4.0 + i, "anisotropy": 0.05, "contrast": 1.0,
+                          "dark_fraction": 0.0},
             )
             s.add(m)
             s.flush()

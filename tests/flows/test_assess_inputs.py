@@ -29,7 +29,11 @@ def inputs(tmp_path) -> dict[str, Path]:
     not_star.write_text("these are my notes, not a STAR file\n\x00\x01")
     bad_cs = tmp_path / "exposures.cs"
     bad_cs.write_bytes(b"not a numpy structured array")
-    return {"src": src, "particles": particles, "not_star": not_star, "bad_cs": bad_cs, "ws": tmp_path / "ws"}
+    bad_ctf = tmp_path / "micrographs_ctf.star"  # a CTF column that holds text
+    starfile.write({"micrographs": pd.DataFrame({"rlnMicrographName": ["m.mrc"], "rlnCtfMaxResolution": ["n/a"]})},
+                   bad_ctf)
+    return {"src": src, "particles": particles, "not_star": not_star, "bad_cs": bad_cs, "bad_ctf": bad_ctf,
+            "ws": tmp_path / "ws"}
 
 
 def _assess(inputs, *extra: str):
@@ -42,6 +46,7 @@ def _assess(inputs, *extra: str):
         ("--star", "particles", "lists particles"),
         ("--star", "not_star", "not a micrographs star"),
         ("--cs", "bad_cs", ".cs"),
+        ("--star", "bad_ctf", "not numbers"),
         ("--model", None, "no model 'model-nope'"),
     ],
 )

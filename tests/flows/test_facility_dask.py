@@ -10,7 +10,7 @@ from helpers_facility import tiny_train_flow
 from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
 from micrograde.pipeline.catalogue.cache import load_entry
-from micrograde.pipeline.catalogue.schema import SCORE_COLUMNS
+from micrograde.pipeline.features import SCORE_COLUMNS
 from micrograde.pipeline.catalogue.query import micrograph_table
 from micrograde.pipeline.catalogue.workspace import Workspace
 

@@ -4,6 +4,7 @@ a bad file has one reject per reason and a later success supersedes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ from micrograde.pipeline.catalogue.query import micrograph_table, reject_counts,
 from micrograde.pipeline.catalogue.schema import FileRow, Reject
 from micrograde.pipeline.config import IngestConfig, PreprocessConfig
 from micrograde.pipeline.io import readers
-from micrograde.pipeline.signal import measures
+from micrograde.pipeline import features
 
 
 def _mrc(path: Path, seed: int = 0, voxel: float | None = 1.0, shape=(256, 256)) -> Path:
@@ -50,7 +51,7 @@ def test_the_identity_parts_are_stored_and_name_the_entry(workspace, tmp_path):
     row = micrograph_table(workspace).iloc[0]
     assert (row.pixel_size, row.pixel_size_source, row.stack_mode) == (pytest.approx(1.1), "header", "auto")
     assert (row.reader_version, row.features_version, row.cache_format) == (
-        readers.READER_VERSION, measures.FEATURES_VERSION, CACHE_FORMAT)
+        readers.READER_VERSION, features.features_version(), CACHE_FORMAT)
     assert row.voltage_source == "default" and row.voltage_kv is None  # 300 kV assumed, not known
     assert row.preprocess_key == PreprocessConfig().digest()
     entry = load_entry(workspace.cache_dir, row.cache_key)
@@ -91,11 +92,15 @@ def test_a_new_features_or_reader_version_recomputes_once(workspace, tmp_path, m
     f = _mrc(tmp_path / "a.mrc")
     ingest_file(workspace, f, IngestConfig())
     key = micrograph_table(workspace).iloc[0].cache_key
-    monkeypatch.setattr(measures, "FEATURES_VERSION", "test-2")
+    before = features.features_version()
+    bumped = tuple(dataclasses.replace(x, version=x.version + 1) if x.name == "contrast" else x
+                   for x in features.REGISTRY)
+    monkeypatch.setattr(features, "REGISTRY", bumped)  # a feature's computation changed
+    assert features.features_version() != before
     out = ingest_file(workspace, f, IngestConfig())
     assert out.updated == 1
     row = micrograph_table(workspace).iloc[0]
-    assert row.features_version == "test-2" and row.cache_key != key
+    assert row.features_version == features.features_version() and row.cache_key != key
     assert ingest_file(workspace, f, IngestConfig()).skipped == 1
     monkeypatch.setattr(readers, "READER_VERSION", "test-9")
     assert ingest_file(workspace, f, IngestConfig()).updated == 1
@@ -170,7 +175,7 @@ def test_the_request_matches_only_rows_computed_for_it():
         pixel_size, pixel_size_source, stack_mode = 1.0, "header", "auto"
         voltage_kv, voltage_source = None, "default"
         preprocess_key, cache_format = cfg.preprocess.digest(), CACHE_FORMAT
-        reader_version, features_version = readers.READER_VERSION, measures.FEATURES_VERSION
+        reader_version, features_version = readers.READER_VERSION, features.features_version()
 
     assert req.matches(Row)
     assert not IdentityRequest.of(cfg.model_copy(update={"pixel_size": 1.0})).matches(Row)

@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 
 import helpers_legacy_catalogue as legacy
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, select, text
 
@@ -135,3 +136,44 @@ def test_concurrent_first_opens_create_the_catalogue_once(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
     engine.dispose()
+
+
+def test_a_workspace_at_0002_moves_its_scores_into_the_features_column(tmp_path):
+    from alembic import command
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    engine = create_engine(f"sqlite:///{root / DB_FILENAME}")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002")
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO sessions (id, name, created_at) VALUES (1, 'grid7', :t)"), {"t": T0})
+        for mid, name, score, reach in ((1, "a.mrc", 0.25, 4.5), (2, "b.mrc", None, None)):
+            c.execute(text(
+                "INSERT INTO micrographs (id, path, name, frame, n_frames, session_id, digest, size_bytes, shape_y, "
+                "shape_x, mode, pixel_size, pixel_size_source, spectrum_available, ice_ring_score, thon_reach_A, "
+                "anisotropy, contrast, dark_fraction, created_at) VALUES (:id, :path, :name, 0, 1, 1, :digest, 10, "
+                "64, 64, 'mrc-mode-2', 1.0, 'header', 1, :score, :reach, 0.05, NULL, 0.0, :t)"),
+                {"id": mid, "path": f"/d/{name}", "name": name, "digest": str(mid) * 64, "score": score,
+                 "reach": reach, "t": T0})
+    engine.dispose()
+    with Workspace.open(root) as ws:
+        with ws.engine.connect() as conn:
+            assert current_revision(conn) == head_revision()
+        assert _diffs(ws.engine) == []
+        with ws.session() as s:
+            stored = dict(s.execute(select(Micrograph.name, Micrograph.features)).all())
+        assert stored["a.mrc"] == {"ice_ring_score": 0.25, "thon_reach_A": 4.5, "anisotropy": 0.05,
+                                   "dark_fraction": 0.0}, "NULL scores are left out"
+        assert stored["b.mrc"] == {"anisotropy": 0.05, "dark_fraction": 0.0}
+        table = micrograph_table(ws).set_index("name")
+        assert table.loc["a.mrc", "thon_reach_A"] == 4.5 and np.isnan(table.loc["a.mrc", "contrast"])
+        assert np.isnan(table.loc["b.mrc", "ice_ring_score"]) and np.isnan(table.loc["a.mrc", "ctf_resolution_A"])
+    engine = create_engine(f"sqlite:///{root / DB_FILENAME}")
+    with engine.begin() as conn:  # and back: the columns return with their values
+        command.downgrade(alembic_config(conn), "0002")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT name, ice_ring_score, thon_reach_A, contrast FROM micrographs "
+                                 "ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in back] == [("a.mrc", 0.25, 4.5, None), ("b.mrc", None, None, None)]

@@ -112,3 +112,18 @@ def test_queue_reads_the_latest_predictions(app_env):
 
     c3, _ = app_env.login("cat", model_probs=broken)
     assert c3.get("/api/queue").json()["ids"] == ids  # falls back to catalogue order
+
+
+def test_the_micrograph_view_shows_the_scores_and_imported_estimates_from_the_features(app_env):
+    from micrograde.pipeline.catalogue.schema import Micrograph
+    from micrograde.pipeline.features import feature_names
+
+    mid = app_env.ids[1]
+    with app_env.ws.transaction() as s:
+        mic = s.get(Micrograph, mid)
+        mic.features = {**mic.features, "ctf_resolution_A": 3.4}
+    c, _csrf = app_env.login()
+    scores = c.get(f"/api/micrographs/{mid}").json()["scores"]
+    assert list(scores)[:5] == list(feature_names("score"))
+    assert scores["ice_ring_score"] == 0.1 and scores["thon_reach_A"] == 5.0
+    assert scores["ctf_resolution_A"] == 3.4 and "ctf_defocus_um" not in scores  # shown where imported

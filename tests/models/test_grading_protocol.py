@@ -139,3 +139,53 @@ def test_too_few_labels_or_one_class_are_clear_errors(collection, tmp_path):
     bad = table[table["label"] == "bad"]
     with pytest.raises(TrainDataError, match="label at least two classes"):
         train_grader(bad, out / "cache", tmp_path / "b", model_id="b", progress=False)
+
+
+@pytest.mark.slow
+def test_ctf_estimates_reach_the_heads_inputs_with_missing_values_tolerated(collection, tmp_path):
+    from micrograde.models.batch_predict import predict_cached
+    from micrograde.models.grading.features import load_features
+    from micrograde.models.grading.heads import fit_head
+
+    out, table = collection
+    labelled = table[table["session"] != HELD_OUT].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    # the user's CTF fit resolution: worse for worse grades, missing for a third of the micrographs
+    res = np.array([{"good": 3.0, "medium": 5.0, "bad": 9.0}[lab] for lab in labelled["label"]])
+    res = res + rng.normal(0, 0.3, len(labelled))
+    res[rng.random(len(labelled)) < 0.33] = np.nan
+    labelled = labelled.assign(ctf_resolution_A=res, ctf_defocus_um=np.nan)  # a column with no value stays out
+    outcome = train_grader(labelled, out / "cache", tmp_path / "m", GraderConfig(heads=("baseline", "physics")),
+                           model_id="ctf", progress=False)
+    card = outcome.card
+    assert card["input"]["measures"][-1] == "ctf_resolution_A" and "ctf_defocus_um" not in card["input"]["measures"]
+    listed = {f["name"]: f for f in card["input"]["features"]}
+    assert listed["ctf_resolution_A"]["unit"] == "A" and listed["ctf_resolution_A"]["group"] == "ctf"
+    assert listed["ice_ring_score"]["group"] == "score" and listed["defocus_um"]["unit"] == "um"
+
+    feats = load_features(list(labelled["cache_key"]), out / "cache", extra=labelled,
+                          measure_names=card["input"]["measures"])
+    column = feats.blocks["measures"][:, -1]
+    assert np.array_equal(np.isnan(column), np.isnan(res)) and np.allclose(column[~np.isnan(res)],
+                                                                           res[~np.isnan(res)], atol=1e-4)
+
+    grader = Grader(tmp_path / "m")
+    assert grader.catalogue_features == ("ctf_resolution_A",)
+    held = table[table["session"] == HELD_OUT].reset_index(drop=True)
+    missing = grader.predict(list(held["cache_key"]), cache_dir=out / "cache")  # no estimates: all missing
+    assert np.isfinite(missing).all() and np.allclose(missing.sum(axis=1), 1.0)
+    # the physics head's forest reads the column (missing values routed natively): the estimates change grades
+    y = np.array([LABELS.index(v) for v in labelled["label"]])
+    head = fit_head("physics", feats, y)
+    assert head.keep[-1] and head._inputs(feats).shape[1] == int(head.keep.sum())
+    assert np.isnan(head._inputs(feats)[:, -1]).sum() == int(np.isnan(res).sum())
+    blank = load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"])
+    worst = load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"],
+                          extra=held.assign(ctf_resolution_A=12.0))
+    p_blank, p_worst = head.predict_proba(blank), head.predict_proba(worst)
+    assert np.isfinite(p_blank).all() and not np.allclose(p_blank, p_worst)
+    # stored predictions are keyed by the estimates too: a changed estimate is graded again
+    first, n1 = predict_cached(grader, out / "cache", list(held["cache_key"]), extra=held.assign(ctf_resolution_A=3.0))
+    again, n2 = predict_cached(grader, out / "cache", list(held["cache_key"]), extra=held.assign(ctf_resolution_A=3.0))
+    other, n3 = predict_cached(grader, out / "cache", list(held["cache_key"]), extra=held.assign(ctf_resolution_A=9.0))
+    assert (n1, n2, n3) == (0, len(held), 0) and np.allclose(first, again)

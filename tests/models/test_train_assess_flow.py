@@ -15,7 +15,7 @@ from sqlalchemy import select
 from micrograde.flows.cli.main import main
 from micrograde.pipeline.catalogue.cache import load_measures
 from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow
-from micrograde.pipeline.signal.measures import PHYSICAL_NAMES
+from micrograde.pipeline.features import IMAGE_FEATURES
 from micrograde.pipeline.catalogue.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_model_is_registered_with_a_complete_card(trained):
         # ingest cached every score and measure the heads read, with finite values
         key = s.execute(select(Micrograph.cache_key)).scalars().first()
         cached = load_measures(ws.cache_dir, key)
-        assert tuple(cached) == PHYSICAL_NAMES
+        assert tuple(cached) == IMAGE_FEATURES
         assert np.isfinite(cached["crystalline_area"]) and np.isfinite(cached["defocus_um"])
 
 
@@ -88,6 +88,10 @@ def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path)
     assert list(pred.columns[:6]) == ["micrograph", "label", "p_good", "p_medium", "p_bad", "confidence"]
     assert len(pred) == len(held)
     assert np.allclose(pred[["p_good", "p_medium", "p_bad"]].sum(axis=1), 1.0, atol=1e-5)
+    # the STAR's CTF estimates joined the features: a column, a histogram; no defocus without _rlnDefocusV
+    assert (pred["ctf_resolution_A"] == 4.0).all() and "ctf_defocus_um" not in pred.columns
+    assert list(pred.columns).index("ctf_resolution_A") > list(pred.columns).index("defocus_quality")
+    assert "CTF estimate histograms by class" in (report_dir / "report.html").read_text()
     selected = starfile.read(report_dir / "selected.star")
     chosen = {p.split("/")[-1] for p in pred.loc[pred["label"].isin(["good", "medium"]), "micrograph"]}
     assert {n.split("/")[-1].replace("_fractions", "") for n in selected["micrographs"]["rlnMicrographName"]} == chosen
@@ -97,6 +101,7 @@ def test_assess_held_out_session_writes_report_and_selections(trained, tmp_path)
     assert again.exit_code == 0, again.output
     second = pd.read_csv(root / "reports" / again.output.strip().splitlines()[-1].split("/")[-1] / "predictions.csv")
     assert second.set_index("micrograph")["p_good"].equals(pred.set_index("micrograph")["p_good"])
+    assert (second["ctf_resolution_A"] == 4.0).all(), "imported estimates stay with the micrographs"
 
 
 def test_evaluate_grades_the_labelled_micrographs_the_model_never_saw(trained):

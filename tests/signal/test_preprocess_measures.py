@@ -13,15 +13,14 @@ from micrograde.pipeline.signal.fourier import resample_to_pixel_size
 from micrograde.pipeline.signal.measures import (
     CARBON_PIXEL_A,
     DIRECTION_PIXEL_A,
-    MEASURE_NAMES,
     carbon_area,
     crystalline_area,
     defocus,
     directional_power,
     electron_wavelength,
-    quality_measures,
     transmission,
 )
+from micrograde.pipeline.features import feature_names, image_features
 from micrograde.pipeline.signal.preprocess import preprocess
 from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS, sample_params, simulate_micrograph
 from micrograde.pipeline.signal.spectrum import power_spectrum
@@ -132,8 +131,9 @@ def test_defocus_is_read_from_the_thon_rings(clean_params, defocus_um):
 def test_quality_measures_every_name_and_preprocess_carries_them(clean_params):
     img, p = _sim(clean_params)
     ps = power_spectrum(img, SESSION.pixel_size)
-    values = quality_measures(img, SESSION.pixel_size, ps, dose=p.dose)
-    assert tuple(values) == MEASURE_NAMES
+    every = image_features(img, SESSION.pixel_size, spectrum_given=ps, dose=p.dose)
+    values = {n: every[n] for n in feature_names("measure")}
+    assert tuple(every) == feature_names("score", "measure")
     assert all(np.isfinite(v) for v in values.values())
     out = preprocess(img, SESSION.pixel_size, PreprocessConfig(), dose=p.dose)
     assert out.measures == pytest.approx(values, rel=0.05)  # preprocess clips hot pixels first

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 from helpers_preprocess import crystalline_patch, ctf_image, dark_blobs, filtered_noise, lattice
 
-from micrograde.pipeline.catalogue.schema import SCORE_COLUMNS
+from micrograde.pipeline.features import SCORE_COLUMNS, image_features
 from micrograde.pipeline.signal.fourier import fourier_crop
 from micrograde.pipeline.signal.scores import (
     anisotropy,
     contrast,
     dark_fraction,
     ice_ring_score,
-    score_micrograph,
     thon_reach,
 )
 from micrograde.pipeline.signal.spectrum import power_spectrum
@@ -102,13 +101,13 @@ def test_dark_fraction_measures_the_blob_area():
     assert dark_fraction(clean + blobs, pixel) == pytest.approx(area, rel=0.35)
 
 
-def test_score_micrograph_keys_and_coarse_shortcut_agree():
+def test_image_features_scores_and_coarse_shortcut_agree():
     pixel = 1.0
     img = _scene(pixel, 0.3, seed=6)
     ps = power_spectrum(img, pixel)
-    full = score_micrograph(img, pixel, ps)
+    full = {n: v for n, v in image_features(img, pixel, spectrum_given=ps).items() if n in SCORE_COLUMNS}
     coarse = fourier_crop(img, (480, 480))  # 2 A/px, finer than any real-space low-pass
-    fast = score_micrograph(img, pixel, ps, coarse=(coarse, 2.0))
+    fast = image_features(img, pixel, spectrum_given=ps, coarse=(coarse, 2.0))
     assert tuple(full) == SCORE_COLUMNS
     for name in SCORE_COLUMNS:
         assert fast[name] == pytest.approx(full[name], rel=1e-3, abs=1e-6)

@@ -32,7 +32,7 @@ from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
 from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
-from micrograde.flows.ingest import ingest_flow
+from micrograde.flows.ingest import import_ctf_task, ingest_flow
 from micrograde.flows.inputs import check_assess_inputs
 from micrograde.flows.runners import subflow
 
@@ -82,7 +82,7 @@ def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConf
     predictor = load_grader(ws.models_dir / model_id)
     rows = micrograph_table(ws, ids)
     probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                     num_workers=cfg.num_workers, progress=ctx.progress)
+                                     num_workers=cfg.num_workers, progress=ctx.progress, extra=rows)
     thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
     labels, confidence = apply_thresholds(probs, thresholds)
     table = prediction_table(rows, probs, labels, confidence, consensus_table(ws))
@@ -155,6 +155,8 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         n_rejected = len(rejects)
     if not ids:
         raise NothingToAssessError("no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else ""))
+    if cfg.star or cfg.cs:  # the user's CTF estimates join the features (a STAR without them only selects)
+        import_ctf_task(ctx, cfg.star, cfg.cs, sorted(set(ids)), strict=False)
     predictions, card, n_cached = predict_task(ctx, model_id, sorted(set(ids)), cfg)
     warnings = ood_warnings(predictions, card)
     run_id = new_run_id("assess-")

@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from micrograde.pipeline.config import IngestConfig
+from micrograde.pipeline.io.ctf import read_ctf
 from micrograde.pipeline.io.discover import discover
 from micrograde.pipeline.catalogue.ingest import (
     FileOutcome,
@@ -32,11 +33,12 @@ from micrograde.pipeline.catalogue.ingest import (
     record_reject,
     start_run,
 )
+from micrograde.pipeline.catalogue.ctf import CtfImport
 from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
 
-__all__ = ["ingest_flow", "ingest_file_task", "IngestFailed"]
+__all__ = ["ingest_flow", "ingest_file_task", "import_ctf_task", "IngestFailed"]
 
 
 class IngestFailed(RuntimeError):
@@ -70,6 +72,18 @@ def ingest_file_task(ctx: RunContext, path: str, cfg: IngestConfig, run_id: str)
     return ingest_file(ctx.workspace(), path, cfg, run_id)
 
 
+@task(name="import-ctf", log_prints=False)
+def import_ctf_task(ctx: RunContext, star: str | None, cs: str | None, ids: list[int] | None, *,
+                    strict: bool = True) -> CtfImport:
+    """Store the CTF estimates of ``star`` / ``cs`` with the micrographs ``ids`` they name (all when None).
+
+    ``strict``: a file without CTF columns is an error; otherwise it is left out (assess's selection STAR
+    may be a motion-correction STAR)."""
+    from micrograde.pipeline.catalogue.ctf import import_ctf
+
+    return import_ctf(ctx.workspace(), read_ctf(star, cs, strict=strict), ids)
+
+
 def _flow_run_name() -> str:
     return f"ingest-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
@@ -82,6 +96,7 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
     """
     cfg = cfg or IngestConfig()
     ws = ctx.workspace()
+    read_ctf(cfg.star, cfg.cs)  # a bad CTF file fails before any work
     paths = [str(p) for p in discover(list(sources), recursive=cfg.recursive)]
     run_id = new_run_id("ingest-")
     summary = IngestSummary(run_id=run_id)
@@ -106,4 +121,7 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
                status="failed" if errors else "done", errors=errors)
     if summary.failed:
         raise IngestFailed(summary)
+    if cfg.star or cfg.cs:
+        imported = import_ctf_task(ctx, cfg.star, cfg.cs, list(summary.micrograph_ids))
+        summary.ctf_matched, summary.ctf_unmatched = imported.matched, list(imported.unmatched)
     return summary

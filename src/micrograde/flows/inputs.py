@@ -35,6 +35,7 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
     from micrograde.models.infer import check_thresholds
     from micrograde.pipeline.export.cryosparc import CsFormatError, read_cs
     from micrograde.pipeline.export.relion import StarFormatError, read_star
+    from micrograde.pipeline.io.ctf import CtfFormatError, read_ctf
 
     from micrograde.flows.train import ModelNotFoundError, latest_model_id
 
@@ -43,7 +44,8 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
             read_star(cfg.star)
         if cfg.cs:
             read_cs(cfg.cs)
-    except (StarFormatError, CsFormatError, FileNotFoundError) as exc:
+        read_ctf(cfg.star, cfg.cs, strict=False)  # CTF columns, when present, hold numbers
+    except (StarFormatError, CsFormatError, CtfFormatError, FileNotFoundError) as exc:
         raise AssessInputError(str(exc)) from exc
     try:
         check_thresholds(cfg.thresholds)

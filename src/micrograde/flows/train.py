@@ -131,7 +131,8 @@ def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequen
     if table.empty:
         raise ModelNotFoundError(f"no {what} to evaluate model {model_id} on: label micrographs it has not seen "
                                  "(its out-of-fold figures are in its card and `micrograde train`'s summary)")
-    probs = grader.predict(list(table["cache_key"]), cache_dir=ws.cache_dir)
+    extra = {"extra": table} if getattr(grader, "catalogue_features", ()) else {}
+    probs = grader.predict(list(table["cache_key"]), cache_dir=ws.cache_dir, **extra)
     predicted, _conf = apply_thresholds(probs, grader.thresholds)
     metrics = classification_metrics(list(table["label"]), predicted, probs)
     return {"model_id": model_id, "evaluated_on": what, "n": int(len(table)), "metrics": metrics,

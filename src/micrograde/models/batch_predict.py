@@ -38,15 +38,25 @@ def predict_cached(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: bool = False,
+    extra: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Calibrated probabilities (N, 3) for ``cache_keys``; returns them and how many were cached."""
+    """Calibrated probabilities (N, 3) for ``cache_keys``; returns them and how many were cached.
+
+    ``extra``: catalogue rows (``cache_key`` and feature columns) for a grader that reads features from the
+    catalogue (``predictor.catalogue_features``, the user's CTF estimates); its stored probabilities are
+    keyed by the cache key and a digest of those values, so an imported estimate that changes is graded again.
+    """
     store = prediction_cache_path(cache_dir, predictor.model_id)
     known = _read(store)
-    keys = [str(k) for k in cache_keys]
+    needed = tuple(getattr(predictor, "catalogue_features", ()) or ())
+    stored = _store_keys([str(k) for k in cache_keys], extra, needed)
+    by_store = dict(zip(stored, (str(k) for k in cache_keys), strict=True))
+    keys = stored
     missing = sorted({k for k in keys if k not in known.index})
     if missing:
-        probs = predictor.predict(missing, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers,
-                                  progress=progress)
+        probs = predictor.predict([by_store[k] for k in missing], cache_dir=cache_dir, batch_size=batch_size,
+                                  num_workers=num_workers, progress=progress,
+                                  **({"extra": extra} if needed else {}))
         fresh = pd.DataFrame(probs, columns=_COLUMNS, index=pd.Index(missing, name="cache_key"))
         with file_lock(store.with_name(store.name + ".lock")):
             current = _read(store)  # what others added meanwhile
@@ -57,6 +67,22 @@ def predict_cached(
             atomic_write_bytes(store, buf.getvalue())
     out = known.loc[keys, _COLUMNS].to_numpy(dtype=np.float64) if keys else np.zeros((0, len(LABELS)))
     return out, len(set(keys)) - len(missing)
+
+
+def _store_keys(keys: list[str], extra: pd.DataFrame | None, needed: tuple[str, ...]) -> list[str]:
+    """The prediction store's key of each cache key: itself, or with a digest of its catalogue feature values."""
+    if not needed:
+        return keys
+    import hashlib
+
+    rows = extra.drop_duplicates("cache_key", keep="last").set_index("cache_key") if extra is not None else None
+    out = []
+    for k in keys:
+        values = [float(rows.at[k, n]) if rows is not None and k in rows.index and n in rows.columns else float("nan")
+                  for n in needed]
+        text = ",".join(f"{n}={v!r}" for n, v in zip(needed, values, strict=True))
+        out.append(f"{k}+{hashlib.sha256(text.encode()).hexdigest()[:12]}")
+    return out
 
 
 def _read(store: Path) -> pd.DataFrame:

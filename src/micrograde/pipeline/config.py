@@ -75,7 +75,7 @@ class PreprocessConfig(FrozenModel):
     _REMOVED: ClassVar[dict[str, Any]] = {"voltage_kv": 300.0}
     #: Fields added since 0.1.0. They enter the digest only when set to something else than their
     #: default, so adding a field orphans no cache entry and no model; changing a default changes
-    #: results and needs FEATURES_VERSION (pipeline/signal/measures.py) bumped instead.
+    #: results and needs its feature's ``version`` bumped in the registry (pipeline/features.py) instead.
     _ADDED: ClassVar[frozenset[str]] = frozenset({"view_pixel_size", "view_max_side"})
 
     def digest(self) -> str:
@@ -114,6 +114,10 @@ class IngestConfig(FrozenModel):
     permissive: bool = False
     meta: SessionMeta = SessionMeta()
     preprocess: PreprocessConfig = PreprocessConfig()
+    star: str | None = Field(None, description="a RELION CtfFind micrographs STAR: its CTF estimates are stored with "
+                             "the micrographs they name (pipeline/io/ctf.py)")
+    cs: str | None = Field(None, description="a cryoSPARC Patch CTF exposures .cs: its CTF estimates are stored "
+                           "with the micrographs they name")
 
 
 def config_digest(model: BaseModel) -> str:

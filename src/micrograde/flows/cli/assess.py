@@ -8,7 +8,9 @@ import click
 
 from micrograde.flows.cli.options import (
     InputError,
+    check_ctf_files,
     check_sources,
+    ctf_options,
     db_option,
     ingest_config_from,
     ingest_options,
@@ -26,10 +28,7 @@ __all__ = ["register"]
 @workspace_option
 @db_option
 @click.option("--model", "model_id", default=None, help="Model id (default: the workspace's latest).")
-@click.option("--star", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Your RELION micrographs star (e.g. micrographs_ctf.star): keep its optics and columns, filter rows.")
-@click.option("--cs", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Your cryoSPARC exposures .cs: write the filtered selected.cs and selected.csg.")
+@ctf_options
 @click.option("--include-medium", is_flag=True, help="Select good and medium micrographs (default: good only).")
 @threshold_option
 @click.option("--assess-session", "sessions", multiple=True,
@@ -56,6 +55,7 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
 
     check_runner_options(dask_address, dask_workers, workers)
     check_sources(sources)
+    check_ctf_files(star, cs, strict=False)  # a selection STAR without CTF columns is fine here
     ingest_cfg = ingest_config_from(params)
     ctx = run_context(workspace, db)
     configure_prefect(ctx.root)  # before Prefect is imported: its home and logging

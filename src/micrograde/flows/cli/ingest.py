@@ -8,7 +8,9 @@ import sys
 import click
 
 from micrograde.flows.cli.options import (
+    check_ctf_files,
     check_sources,
+    ctf_options,
     db_option,
     ingest_config_from,
     ingest_options,
@@ -27,6 +29,7 @@ __all__ = ["register"]
 @workspace_option
 @db_option
 @ingest_options
+@ctf_options
 @dask_options
 @click.option("--no-recursive", is_flag=True, help="Do not descend into sub-folders.")
 def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask_workers, **params):
@@ -35,14 +38,19 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask
     SOURCES are files, folders or glob patterns (quote globs). Bad files are quarantined with a
     reason and the run goes on; exit code 1 only when nothing usable was found.
 
+    With --star (a RELION CtfFind micrographs STAR) or --cs (cryoSPARC Patch CTF exposures), your
+    CTF estimates are stored with the micrographs they name and join their features.
+
     \b
     Example:
       micrograde ingest /data/session1/ "/data/session2/*.mrc" --workspace ws/ --session grid7
+      micrograde ingest /data/grid8/ --workspace ws/ --star CtfFind/job003/micrographs_ctf.star
     """
     from micrograde.flows.runtime import prefect_session
 
     check_runner_options(dask_address, dask_workers, workers)
     check_sources(sources)
+    check_ctf_files(params.get("star"), params.get("cs"))
     ctx = run_context(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
     with prefect_session(ctx.root):

@@ -23,6 +23,8 @@ __all__ = [
     "json_option",
     "ingest_options",
     "ingest_config_from",
+    "ctf_options",
+    "check_ctf_files",
 ]
 
 workspace_option = click.option(
@@ -128,6 +130,36 @@ def ingest_options(func):
     return func
 
 
+def ctf_options(func):
+    """``--star`` and ``--cs``: the user's RELION / cryoSPARC micrographs files (``ingest`` and ``assess`` share them).
+
+    Their CTF estimates join the micrographs' features (predictions.csv, the report, the grader's inputs);
+    ``assess`` also filters them into selected.star / selected.cs."""
+    options = [
+        click.option("--star", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Your RELION micrographs STAR (e.g. CtfFind/job003/micrographs_ctf.star): its CTF estimates "
+                          "(max resolution, figure of merit, astigmatism, defocus, ice-ring density) are stored with "
+                          "the micrographs; assess also keeps its optics and columns in selected.star."),
+        click.option("--cs", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Your cryoSPARC exposures .cs (e.g. Patch CTF's): its CTF fit resolution, defocus and "
+                          "relative ice thickness are stored with the micrographs; assess also writes the filtered "
+                          "selected.cs and selected.csg."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def check_ctf_files(star: str | None, cs: str | None, *, strict: bool = True) -> None:
+    """Read and check ``--star`` / ``--cs`` before any work (a usage error, exit 2, when one is unusable)."""
+    from micrograde.pipeline.io.ctf import CtfFormatError, read_ctf
+
+    try:
+        read_ctf(star, cs, strict=strict)
+    except (CtfFormatError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from exc
+
+
 def ingest_config_from(params: dict, preprocess=None):
     """Build the typed :class:`IngestConfig` from the shared ingest options' values."""
     from micrograde.pipeline.config import IngestConfig, PreprocessConfig, SessionMeta
@@ -147,4 +179,6 @@ def ingest_config_from(params: dict, preprocess=None):
         permissive=bool(params.get("permissive")),
         meta=meta,
         preprocess=preprocess or PreprocessConfig(),
+        star=params.get("star"),
+        cs=params.get("cs"),
     )

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from micrograde.pipeline.catalogue.schema import SCORE_COLUMNS, Annotation, Annotator, Micrograph, SessionRow
+from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, SessionRow
+from micrograde.pipeline.features import features_of
 from micrograde.pipeline.config import LABELS, REASON_TAGS
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling import store
@@ -237,7 +238,8 @@ def create_app(
             "shape": [mic.shape_y, mic.shape_x],
             "acquired_at": mic.acquired_at.isoformat() if mic.acquired_at else None,
             "spectrum_available": bool(mic.spectrum_available),
-            "scores": {c: _num(getattr(mic, c)) for c in SCORE_COLUMNS},
+            "scores": {f.name: _num((mic.features or {}).get(f.name)) for f in features_of()
+                       if f.group == "score" or (mic.features or {}).get(f.name) is not None},
             "mine": None
             if mine is None
             else {

@@ -5,10 +5,13 @@ Blocks (each a float32 matrix, one row per micrograph, NaN where a value is not 
 - ``level`` and ``ripple``: the spectrum profile on a fixed 1/A grid
   (:func:`micrograde.pipeline.signal.profile.spectrum_profile`), from the cached rotational average
   of the full-resolution power spectrum;
-- ``scores``: the five interpretable scores (ice ring, Thon-ring reach, anisotropy, contrast,
-  dark fraction);
-- ``measures``: every other physical quantity cached with the micrograph (crystalline area,
-  transmission, carbon area, directional power, defocus...);
+- ``scores``: the registry's ``score`` features (:mod:`micrograde.pipeline.features`: ice ring,
+  Thon-ring reach, anisotropy, contrast, dark fraction), from the cache entry;
+- ``measures``: the registry's ``measure`` features (crystalline area, transmission, carbon area,
+  directional power, defocus...), from the cache entry, and its ``ctf`` features (the user's CTF
+  estimates), from catalogue rows given as ``extra``. A value a micrograph lacks is NaN: the heads'
+  random forests route missing values natively (scikit-learn >= 1.4), and a column missing in every
+  training row is left out;
 - ``embedding``: frozen pretrained image features (:mod:`.embedding`), when an embedding store is
   given.
 
@@ -22,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from micrograde.pipeline.catalogue.cache import CacheMissError, cache_path, entry_measures
+from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.signal.profile import profile_names, spectrum_profile
-from micrograde.pipeline.signal.scores import SCORE_COLUMNS
 
-__all__ = ["BLOCKS", "Features", "load_features"]
+__all__ = ["BLOCKS", "Features", "load_features", "default_measure_names"]
 
 #: Every block a head may read.
 BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "embedding")
@@ -55,13 +59,35 @@ class Features:
         return np.hstack([self.blocks[b] for b in blocks]).astype(np.float32, copy=False)
 
 
+def default_measure_names(extra: pd.DataFrame | None = None) -> tuple[str, ...]:
+    """The ``measures`` columns: every registry ``measure``, then the ``ctf`` features with a value in ``extra``."""
+    ctf = [n for n in feature_names("ctf") if extra is not None and n in extra.columns
+           and np.isfinite(pd.to_numeric(extra[n], errors="coerce").to_numpy(dtype=float)).any()]
+    return (*feature_names("measure"), *ctf)
+
+
+def _extra_values(keys: list[str], extra: pd.DataFrame | None, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Columns ``names`` of ``extra`` (catalogue rows with ``cache_key``) aligned with ``keys`` (NaN where absent)."""
+    if extra is None or not len(names):
+        return {}
+    rows = extra.drop_duplicates("cache_key", keep="last").set_index("cache_key")
+    out = {}
+    for name in names:
+        if name in rows.columns:
+            col = pd.to_numeric(rows[name], errors="coerce")
+            out[name] = np.array([col.get(k, np.nan) for k in keys], dtype=np.float32)
+    return out
+
+
 def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, measure_names: Sequence[str] | None = None,
-                  progress: bool = False) -> Features:
+                  extra: pd.DataFrame | None = None, progress: bool = False) -> Features:
     """The feature blocks of cache entries ``keys``.
 
     ``embeddings``: an :class:`~.embedding.EmbeddingStore` (missing vectors are computed first), or
-    ``None`` for no ``embedding`` block. ``measure_names``: the ``measures`` columns (default: every
-    non-score quantity of the first entry, in its order); a name an entry lacks is NaN.
+    ``None`` for no ``embedding`` block. ``measure_names``: the ``measures`` columns (default:
+    :func:`default_measure_names`); a name an entry lacks is NaN. ``extra``: catalogue rows
+    (``cache_key`` and feature columns, e.g. ``pipeline.catalogue.query.micrograph_table``) for the
+    features not cached with the image (the ``ctf`` group).
     """
     keys = [str(k) for k in keys]
     profiles, physical = [], []
@@ -74,17 +100,20 @@ def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, meas
         except FileNotFoundError as exc:
             raise CacheMissError(f"cache entry {key} is missing ({path}); re-run `micrograde ingest`") from exc
     if measure_names is None:
-        measure_names = [n for n in (physical[0] if physical else {}) if n not in SCORE_COLUMNS]
+        measure_names = default_measure_names(extra)
+    scores = feature_names("score")
     n_prof = len(profile_names()) // 2
     prof = np.array(profiles, dtype=np.float32).reshape(len(keys), 2 * n_prof)
     table = {name: np.array([p.get(name, np.nan) for p in physical], dtype=np.float32)
-             for name in (*SCORE_COLUMNS, *measure_names)}
-    names = {"level": profile_names()[:n_prof], "ripple": profile_names()[n_prof:], "scores": tuple(SCORE_COLUMNS),
+             for name in (*scores, *measure_names)}
+    imported = set(feature_names("ctf"))
+    table.update(_extra_values(keys, extra, [n for n in measure_names if n in imported]))
+    names = {"level": profile_names()[:n_prof], "ripple": profile_names()[n_prof:], "scores": tuple(scores),
              "measures": tuple(measure_names)}
     blocks = {
         "level": prof[:, :n_prof],
         "ripple": prof[:, n_prof:],
-        "scores": np.stack([table[n] for n in SCORE_COLUMNS], axis=1) if keys else np.zeros((0, len(SCORE_COLUMNS))),
+        "scores": np.stack([table[n] for n in scores], axis=1) if keys else np.zeros((0, len(scores))),
         "measures": (np.stack([table[n] for n in measure_names], axis=1) if keys and measure_names
                      else np.zeros((len(keys), len(measure_names)), np.float32)),
     }

@@ -136,6 +136,15 @@ class Grader:
     def measure_names(self) -> tuple[str, ...]:
         return tuple(self.card["input"]["measures"])
 
+    @property
+    def catalogue_features(self) -> tuple[str, ...]:
+        """The features this grader reads from catalogue rows (the user's CTF estimates), not from the cache:
+        :meth:`predict` needs them as ``extra``."""
+        from micrograde.pipeline.features import feature_names
+
+        imported = set(feature_names("ctf"))
+        return tuple(n for n in self.measure_names if n in imported) if self.head != "finetune" else ()
+
     def embeddings(self, cache_dir: Path) -> EmbeddingStore | None:
         """The embedding store this grader reads (the backbone is loaded on first use only)."""
         if not needs_embedding([self.head]):
@@ -150,8 +159,12 @@ class Grader:
                                       f"weights give {self._embedder.id}: the backbone's weights file differs")
         return EmbeddingStore(Path(cache_dir), self._embedder)
 
-    def predict(self, cache_keys: Sequence[str], *, cache_dir: Path, progress: bool = False, **_ignored) -> np.ndarray:
-        """Calibrated probabilities (N, 3) in LABELS order for cached micrographs."""
+    def predict(self, cache_keys: Sequence[str], *, cache_dir: Path, extra=None, progress: bool = False,
+                **_ignored) -> np.ndarray:
+        """Calibrated probabilities (N, 3) in LABELS order for cached micrographs.
+
+        ``extra``: catalogue rows (``cache_key`` and the :attr:`catalogue_features` columns); a value they
+        lack is missing (NaN), which the heads tolerate."""
         keys = [str(k) for k in cache_keys]
         if not keys:
             return np.zeros((0, len(LABELS)))
@@ -161,7 +174,7 @@ class Grader:
             return apply_temperature_to_probs(network_probs(self.model_dir / NETWORK_DIR, keys, Path(cache_dir)),
                                               self.temperature)
         feats = load_features(keys, cache_dir, embeddings=self.embeddings(cache_dir),
-                              measure_names=self.measure_names, progress=progress)
+                              measure_names=self.measure_names, extra=extra, progress=progress)
         return apply_temperature_to_probs(self.heads[self.head].predict_proba(feats), self.temperature)
 
 

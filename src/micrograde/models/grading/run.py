@@ -154,7 +154,7 @@ def train_grader(
 
     embedder = Embedder(cfg.embedder) if needs_embedding(heads) else None
     store = EmbeddingStore(Path(cache_dir), embedder) if embedder is not None else None
-    feats = load_features(list(table["cache_key"]), Path(cache_dir), embeddings=store, progress=progress)
+    feats = load_features(list(table["cache_key"]), Path(cache_dir), embeddings=store, extra=table, progress=progress)
     folds = make_folds(groups, y, group_by=cfg.group_by, seed=cfg.seed)
     say(folds.note)
     sklearn_heads = [h for h in heads if h in HEADS]
@@ -236,6 +236,18 @@ def _evaluation(folds, table, y, groups, counts, oof, summaries, heads, skipped,
     }
 
 
+def _feature_card(feats) -> list[dict]:
+    """Name, unit, group and version of every registry feature the heads may read (scores and measures blocks)."""
+    from micrograde.pipeline.features import feature
+
+    out = []
+    for name in (*feats.names["scores"], *feats.names["measures"]):
+        f = feature(name)
+        out.append({"name": name, "unit": f.unit if f else None, "title": f.title if f else name,
+                    "group": f.group if f else None, "version": f.version if f else None})
+    return out
+
+
 def _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, embedder, feats, command_line,
           warnings) -> dict:
     from micrograde.models.checkpoint import _jsonable, versions
@@ -259,6 +271,7 @@ def _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, 
             "embedder": cfg.embedder.model_dump(),
             "embedder_id": embedder.id if embedder is not None else None,
             "measures": list(feats.names["measures"]),
+            "features": _feature_card(feats),
         },
         "head": {"kind": chosen, "description": evaluation["candidates"][[c["name"] for c in evaluation["candidates"]]
                                                                          .index(chosen)]["description"],

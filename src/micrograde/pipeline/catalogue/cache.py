@@ -17,7 +17,8 @@ Arrays in an entry:
   full-resolution image on the fixed frequency grid, normalised; zeros when unavailable
 - ``thumbnail``: uint8 (h, w), display image keeping the detector's aspect ratio
 - ``radial``: float32 (n,), radial profile of the power spectrum; ``radial_freq``: its 1/A axis
-- ``measures``, ``measure_names``: the scores and physical measures (``PHYSICAL_NAMES``)
+- ``measures``, ``measure_names``: every image feature of the registry (``pipeline/features.py``:
+  scores and physical measures), by name
 - ``identity``: the identity as JSON text; ``cache_format``: int32, the layout version
   (``identity.CACHE_FORMAT``; entries of micrograde 0.1.0 have neither)
 """
@@ -25,13 +26,17 @@ Arrays in an entry:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from micrograde.pipeline.io.atomic import atomic_save_npz
 
+if TYPE_CHECKING:
+    from micrograde.pipeline.signal.preprocess import Preprocessed
+
 __all__ = ["cache_path", "save_entry", "load_entry", "load_measures", "entry_measures", "has_entry",
-           "CacheMissError"]
+           "entry_arrays", "CacheMissError"]
 
 
 class CacheMissError(FileNotFoundError):
@@ -50,6 +55,23 @@ def save_entry(cache_dir: Path, key: str, **arrays: np.ndarray) -> Path:
     path = cache_path(cache_dir, key)
     atomic_save_npz(path, **arrays)
     return path
+
+
+def entry_arrays(out: Preprocessed) -> dict[str, np.ndarray]:
+    """The arrays of a cache entry for one preprocessed micrograph (all but ``identity`` and ``cache_format``)."""
+    names = tuple(out.features)
+    return dict(
+        image=out.image,
+        spectrum=out.spectrum,
+        thumbnail=out.thumbnail,
+        radial=out.radial,
+        radial_freq=out.radial_freq,
+        image_pixel_size=np.float32(out.pixel_size),
+        view=out.view,
+        view_pixel_size=np.float32(out.view_pixel_size),
+        measures=np.array([out.features[n] for n in names], dtype=np.float32),
+        measure_names=np.array(names),
+    )
 
 
 def load_entry(cache_dir: Path, key: str) -> dict[str, np.ndarray]:

@@ -8,7 +8,8 @@ A cache entry is named by a digest of its identity, which is
   for the defocus measure and its source;
 * the preprocessing (:meth:`PreprocessConfig.digest`);
 * the versions of the code that produced it: the readers (``readers.READER_VERSION``), the features
-  (``measures.FEATURES_VERSION``) and the layout of an entry (:data:`CACHE_FORMAT`).
+  (``features.features_version()``: a digest of the registry's
+  image features, names and versions) and the layout of an entry (:data:`CACHE_FORMAT`).
 
 Changing any part gives a new key (the entry is recomputed) and the parts are stored with the
 micrograph in the catalogue, so that ingest knows without decoding a file whether its entry is
@@ -29,7 +30,7 @@ from pydantic import Field
 
 from micrograde.pipeline.config import FrozenModel, IngestConfig
 from micrograde.pipeline.io import readers
-from micrograde.pipeline.signal import measures
+from micrograde.pipeline import features
 
 __all__ = [
     "CACHE_FORMAT",
@@ -65,7 +66,7 @@ class CacheIdentity(FrozenModel):
     voltage_source: str = Field(description="option, session (session.json), header, catalogue or default")
     preprocess_key: str
     reader_version: str = Field(default_factory=lambda: readers.READER_VERSION)
-    features_version: str = Field(default_factory=lambda: measures.FEATURES_VERSION)
+    features_version: str = Field(default_factory=lambda: features.features_version())
     cache_format: int = CACHE_FORMAT
 
     def key(self) -> str:
@@ -90,7 +91,7 @@ class IdentityRequest(FrozenModel):
     preprocess_key: str
     permissive: bool = False
     reader_version: str = Field(default_factory=lambda: readers.READER_VERSION)
-    features_version: str = Field(default_factory=lambda: measures.FEATURES_VERSION)
+    features_version: str = Field(default_factory=lambda: features.features_version())
     cache_format: int = CACHE_FORMAT
 
     @classmethod

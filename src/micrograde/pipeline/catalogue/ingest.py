@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from micrograde.pipeline.catalogue.cache import has_entry, save_entry
+from micrograde.pipeline.catalogue.cache import entry_arrays, has_entry, save_entry
 from micrograde.pipeline.catalogue.files import known_file, record_file, record_reject, supersede_rejects
 from micrograde.pipeline.catalogue.identity import (
     CACHE_FORMAT,
@@ -37,7 +38,7 @@ from micrograde.pipeline.catalogue.identity import (
     CacheIdentity,
     IdentityRequest,
 )
-from micrograde.pipeline.catalogue.schema import SCORE_COLUMNS, Annotation, IngestRun, Micrograph, SessionRow, utcnow
+from micrograde.pipeline.catalogue.schema import Annotation, IngestRun, Micrograph, SessionRow, utcnow
 from micrograde.pipeline.catalogue.sessions import (
     SessionFileError,
     get_or_create_session,
@@ -49,10 +50,11 @@ from micrograde.pipeline.config import IngestConfig, SessionMeta
 from micrograde.pipeline.io.digest import file_digest
 from micrograde.pipeline.io.readers import RawMicrograph, read_micrographs
 from micrograde.pipeline.io.validate import MicrographReadError, validate_array
-from micrograde.pipeline.signal.measures import PHYSICAL_NAMES
+from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.signal.preprocess import preprocess
 
-__all__ = ["FileOutcome", "IngestSummary", "ingest_file", "record_reject", "start_run", "finish_run", "is_transient"]
+__all__ = ["FileOutcome", "IngestSummary", "ingest_file", "record_reject", "start_run", "finish_run", "is_transient",
+           "finite_features"]
 
 
 @dataclass(frozen=True)
@@ -224,16 +226,7 @@ def _ingest_frames(job: _File, raws: list[RawMicrograph], cfg: IngestConfig, ses
         save_entry(
             ws.cache_dir,
             key,
-            image=out.image,
-            spectrum=out.spectrum,
-            thumbnail=out.thumbnail,
-            radial=out.radial,
-            radial_freq=out.radial_freq,
-            image_pixel_size=np.float32(out.pixel_size),
-            view=out.view,
-            view_pixel_size=np.float32(out.view_pixel_size),
-            measures=np.array([{**out.scores, **out.measures}[n] for n in PHYSICAL_NAMES], dtype=np.float32),
-            measure_names=np.array(PHYSICAL_NAMES),
+            **entry_arrays(out),
             identity=np.array(identity.model_dump_json()),
             cache_format=np.int32(CACHE_FORMAT),
         )
@@ -253,7 +246,7 @@ def _ingest_frames(job: _File, raws: list[RawMicrograph], cfg: IngestConfig, ses
             header={**raw.header, "acquired_at_source": acquired_source},
             ingest_run_id=job.run_id,
             **identity.catalogue_values(),
-            **{c: _finite_or_none(out.scores.get(c)) for c in SCORE_COLUMNS},
+            features=finite_features(out.features),
         )
         mid, state = _upsert(ws, job.digest, raw.frame, values)
         ids.append(mid)
@@ -269,17 +262,24 @@ def _ingest_frames(job: _File, raws: list[RawMicrograph], cfg: IngestConfig, ses
                        micrograph_ids=tuple(ids), updated=updated)
 
 
-def _finite_or_none(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
+def finite_features(values: dict) -> dict[str, float]:
+    """Feature values for the catalogue's ``features`` JSON: the finite ones, as plain floats."""
+    out = {}
+    for name, value in values.items():
+        if value is not None and math.isfinite(float(value)):
+            out[str(name)] = float(value)
+    return out
 
 
 #: Catalogue fields recomputed when a micrograph is read again with other inputs (its identity and
-#: what follows from it); the session, path and time of first ingest stay.
-_DERIVED = ("cache_key", "spectrum_available", "n_frames", "shape_y", "shape_x", "mode", "header", *IDENTITY_COLUMNS,
-            *SCORE_COLUMNS)
+#: what follows from it); the session, path and time of first ingest stay. ``features`` is merged:
+#: the image features are replaced, imported ones (CTF estimates) are kept.
+_DERIVED = ("cache_key", "spectrum_available", "n_frames", "shape_y", "shape_x", "mode", "header", *IDENTITY_COLUMNS)
+
+
+def _merged_features(old: dict | None, computed: dict) -> dict:
+    imported = set(feature_names("ctf"))
+    return {**{k: v for k, v in (old or {}).items() if k in imported}, **computed}
 
 
 def _upsert(ws: Workspace, digest: str, frame: int, values: dict) -> tuple[int, str]:
@@ -302,6 +302,7 @@ def _upsert(ws: Workspace, digest: str, frame: int, values: dict) -> tuple[int, 
                 return row.id, "same"
             for name in _DERIVED:
                 setattr(row, name, values[name])
+            row.features = _merged_features(row.features, values["features"])
             return row.id, "updated"
     except IntegrityError:
         with ws.session() as s:
@@ -336,6 +337,8 @@ class IngestSummary:
     micrograph_ids: list[int] = field(default_factory=list)
     rejects: list[tuple[str, str, str]] = field(default_factory=list)  # (path, reason, detail)
     failed: dict[str, str] = field(default_factory=dict)  # path -> error, files that failed for a bug
+    ctf_matched: int | None = None  # micrographs given CTF estimates from --star/--cs (None: none imported)
+    ctf_unmatched: list[str] = field(default_factory=list)  # names in the CTF file that matched no micrograph
 
     def add(self, outcome: FileOutcome) -> None:
         self.n_files += 1
@@ -368,6 +371,10 @@ class IngestSummary:
             f"  rejected: {self.rejected}",
         ]
         out += [f"    {reason}: {n}" for reason, n in sorted(self.reasons.items())]
+        if self.ctf_matched is not None:
+            out.append(f"  CTF estimates imported: {self.ctf_matched} micrographs"
+                       + (f" ({len(self.ctf_unmatched)} names in the CTF file matched none)" if self.ctf_unmatched
+                          else ""))
         if self.failed:
             out.append(f"  failed (not rejected; tried again by the next run): {len(self.failed)}")
         return out

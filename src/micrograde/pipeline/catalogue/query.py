@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
+
+from micrograde.pipeline.features import feature_names
 
 from micrograde.pipeline.catalogue.schema import Micrograph, Reject, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
 
-__all__ = ["micrograph_table", "reject_table", "reject_counts"]
+__all__ = ["micrograph_table", "spread_features", "reject_table", "reject_counts"]
 
 _SESSION_COLUMNS = ("microscope", "detector", "grid_material", "grid_maker", "dose")
 
@@ -17,18 +20,32 @@ def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFram
     """One row per micrograph with its session's metadata.
 
     Columns: every ``micrographs`` column (``id``, ``path``, ``name``, ``frame``, ``digest``,
-    ``pixel_size``, ``cache_key``, scores, ...) plus ``session`` (the session name) and the
-    session's ``microscope``, ``detector``, ``grid_material``, ``grid_maker``, ``dose``.
+    ``pixel_size``, ``cache_key``, ...) except ``features``, which is spread into one float column per
+    registry feature (``ice_ring_score``, ..., ``ctf_resolution_A``, ...; NaN where a micrograph has
+    no value), plus ``session`` (the session name) and the session's ``microscope``, ``detector``,
+    ``grid_material``, ``grid_maker``, ``dose``.
     """
-    cols = [c for c in Micrograph.__table__.columns]
+    cols = [c for c in Micrograph.__table__.columns if c.name != "features"]
     stmt = select(*cols, SessionRow.name.label("session"), *(getattr(SessionRow, c) for c in _SESSION_COLUMNS))
     stmt = stmt.join(SessionRow, Micrograph.session_id == SessionRow.id).order_by(Micrograph.id)
     if ids is not None:
         stmt = stmt.where(Micrograph.id.in_(list(ids)))
+    stmt = stmt.add_columns(Micrograph.features)
     with ws.session() as s:
         rows = s.execute(stmt).mappings().all()
     names = [c.name for c in cols] + ["session", *_SESSION_COLUMNS]
-    return pd.DataFrame([dict(r) for r in rows], columns=names)
+    table = pd.DataFrame([{n: r[n] for n in names} for r in rows], columns=names)
+    return spread_features(table, [r["features"] for r in rows])
+
+
+def spread_features(table: pd.DataFrame, features: list[dict | None]) -> pd.DataFrame:
+    """``table`` with one float column per registry feature, from each row's ``features`` dict."""
+    def value(values: dict | None, name: str) -> float:
+        v = (values or {}).get(name)
+        return np.nan if v is None else float(v)
+
+    columns = {name: np.array([value(f, name) for f in features], dtype=float) for name in feature_names()}
+    return pd.concat([table, pd.DataFrame(columns, index=table.index)], axis=1)
 
 
 def reject_table(ws: Workspace) -> pd.DataFrame:

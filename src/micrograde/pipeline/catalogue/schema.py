@@ -26,11 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from micrograde.pipeline.signal.scores import SCORE_COLUMNS
-
 __all__ = [
     "Base",
-    "SCORE_COLUMNS",
     "SessionRow",
     "Micrograph",
     "FileRow",
@@ -90,7 +87,8 @@ class Micrograph(Base):
 
     ``cache_key`` names the cache entry; the parts of its identity are stored beside it
     (``pixel_size`` and its source, ``stack_mode``, ``voltage_kv`` (None when unknown and 300 kV
-    was assumed) and its source, ``preprocess_key`` and the code versions; see ``identity.py``)."""
+    was assumed) and its source, ``preprocess_key`` and the code versions; see ``identity.py``).
+    ``features`` holds every feature value by name (:mod:`micrograde.pipeline.features`)."""
 
     __tablename__ = "micrographs"
     __table_args__ = (UniqueConstraint("digest", "frame", name="uq_micrograph_content"),)
@@ -118,11 +116,9 @@ class Micrograph(Base):
     features_version: Mapped[str | None] = mapped_column(String(16))
     cache_format: Mapped[int | None] = mapped_column(Integer)
     spectrum_available: Mapped[bool] = mapped_column(Boolean, default=True)
-    ice_ring_score: Mapped[float | None] = mapped_column(Float)
-    thon_reach_A: Mapped[float | None] = mapped_column(Float)
-    anisotropy: Mapped[float | None] = mapped_column(Float)
-    contrast: Mapped[float | None] = mapped_column(Float)
-    dark_fraction: Mapped[float | None] = mapped_column(Float)
+    #: Feature values by registry name (pipeline/features.py): the image features ingest computed and
+    #: any CTF estimates imported for it; a value that is not finite is left out.
+    features: Mapped[dict | None] = mapped_column(JSON)
     header: Mapped[dict | None] = mapped_column(JSON)
     ingest_run_id: Mapped[str | None] = mapped_column(ForeignKey("ingest_runs.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.signal.scores import SCORE_COLUMNS
+from micrograde.pipeline.features import feature_names
 
 __all__ = ["DIVERSITY_COLUMNS", "diversity_table", "diversity_lines", "score_ranges"]
 
@@ -72,9 +72,9 @@ def diversity_lines(div: pd.DataFrame) -> list[str]:
 
 
 def score_ranges(table: pd.DataFrame) -> dict[str, list[float]]:
-    """Per score column present with finite values: ``[1st percentile, 99th percentile]``."""
+    """Per registry feature column present with finite values: ``[1st percentile, 99th percentile]``."""
     out: dict[str, list[float]] = {}
-    for col in SCORE_COLUMNS:
+    for col in feature_names():
         if col not in table.columns:
             continue
         values = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from micrograde.pipeline.features import feature
+
 __all__ = ["OodWarning", "ood_warnings", "PIXEL_SIZE_TOLERANCE", "SCORE_OUTSIDE_FRACTION"]
 
 #: A pixel size counts as seen when within this relative distance of a training pixel size.
@@ -21,13 +23,15 @@ PIXEL_SIZE_TOLERANCE = 0.10
 SCORE_OUTSIDE_FRACTION = 0.20
 
 _ADVICE = "Treat its grades with care: review some of them and label a few for the next training."
-_SCORE_NAMES = {
-    "ice_ring_score": "ice-ring score",
-    "thon_reach_A": "Thon-ring reach (A)",
-    "anisotropy": "spectrum anisotropy",
-    "contrast": "contrast",
-    "dark_fraction": "dark (contaminated) fraction",
-}
+
+
+def _feature_name(name: str) -> str:
+    """How a warning names a feature: its registry title (lower case) and unit."""
+    f = feature(name)
+    if f is None:
+        return name
+    title = f.title[0].lower() + f.title[1:]
+    return f"{title} ({f.unit})" if f.unit else title
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def _score_warnings(session: str, rows: pd.DataFrame, ranges: Mapping) -> list[O
         outside = int(((values < lo) | (values > hi)).sum())
         frac = outside / len(values)
         if frac > SCORE_OUTSIDE_FRACTION:
-            label = _SCORE_NAMES.get(score, score)
+            label = _feature_name(score)
             msg = (
                 f"Session {session!r}: {outside} of {len(values)} micrographs ({frac:.0%}) have a {label} "
                 f"outside the training range {lo:.3g} to {hi:.3g} (this session: {values.min():.3g} to "

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from micrograde.pipeline.signal.scores import SCORE_COLUMNS
 from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.export.cryosparc import read_cs, select_cs, selection_paths_csv, write_cs, write_csg
 from micrograde.pipeline.export.relion import read_star, selection_star, write_star
 from micrograde.pipeline.report.page import build_report, write_predictions, write_report
@@ -32,8 +32,9 @@ def prediction_table(
     confidence: np.ndarray,
     consensus: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per micrograph: ``micrograph, label, p_good, p_medium, p_bad, confidence, session,
-    ice_ring_score, thon_reach_A, ...`` plus ``consensus`` (empty where unlabelled).
+    """One row per micrograph: ``micrograph, label, p_good, p_medium, p_bad, confidence, session``, one
+    column per registry feature (``ice_ring_score, thon_reach_A, ...``; a ``ctf`` feature only when some
+    micrograph has a value), the micrograph's details, and ``consensus`` (empty where unlabelled).
 
     ``rows``: catalogue rows (``pipeline.query.micrograph_table``), aligned with ``probs``.
     """
@@ -47,7 +48,7 @@ def prediction_table(
             **{f"p_{lab}": np.asarray(probs)[:, i] for i, lab in enumerate(LABELS)},
             "confidence": np.asarray(confidence, dtype=float),
             "session": rows["session"],
-            **{c: rows[c] for c in SCORE_COLUMNS},
+            **{c: _column(rows, c) for c in _feature_columns(rows)},
             "name": rows["name"],
             "micrograph_id": rows["id"],
             "acquired_at": pd.to_datetime(rows["acquired_at"], utc=True),
@@ -58,6 +59,19 @@ def prediction_table(
     cons = {} if consensus is None else dict(zip(consensus["micrograph_id"], consensus["label"]))
     out["consensus"] = [cons.get(i, "") for i in out["micrograph_id"]]
     return out
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    if name in rows.columns:
+        return pd.to_numeric(rows[name], errors="coerce")
+    return pd.Series(np.nan, index=rows.index, dtype=float)
+
+
+def _feature_columns(rows: pd.DataFrame) -> list[str]:
+    """Every image feature; a CTF feature when some row has a value."""
+    imported = set(feature_names("ctf"))
+    return [n for n in feature_names()
+            if n not in imported or (n in rows.columns and pd.to_numeric(rows[n], errors="coerce").notna().any())]
 
 
 @dataclass

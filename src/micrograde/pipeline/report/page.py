@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.io.atomic import atomic_write_bytes, atomic_write_text
 from micrograde.pipeline.report.gallery import ImageGetter, gallery_view
 from micrograde.pipeline.report.oof import oof_view
@@ -41,6 +42,7 @@ __all__ = [
     "SECTIONS",
     "SECTION_IDS",
     "PREDICTION_COLUMNS",
+    "prediction_columns",
     "build_report",
     "write_report",
     "write_predictions",
@@ -62,30 +64,19 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("model", "Model", "model.html.j2"),
 )
 SECTION_IDS: tuple[str, ...] = tuple(sid for sid, _, _ in SECTIONS)
-#: Leading columns of predictions.csv, in order; other columns follow.
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "micrograph",
-    "label",
-    "p_good",
-    "p_medium",
-    "p_bad",
-    "confidence",
-    "session",
-    "ice_ring_score",
-    "thon_reach_A",
-    "anisotropy",
-    "contrast",
-    "dark_fraction",
-    "consensus",
-    "name",
-    "micrograph_id",
-    "acquired_at",
-    "detector",
-    "grid_material",
-    "grid_maker",
-    "pixel_size",
-    "cache_key",
-)
+_LEADING = ("micrograph", "label", "p_good", "p_medium", "p_bad", "confidence", "session")
+_TRAILING = ("consensus", "name", "micrograph_id", "acquired_at", "detector", "grid_material", "grid_maker",
+             "pixel_size", "cache_key")
+
+
+def prediction_columns() -> tuple[str, ...]:
+    """Leading columns of predictions.csv, in order (other columns follow): the prediction, the session, every
+    feature of the registry (pipeline/features.py; the CTF ones where imported), then the micrograph's details."""
+    return (*_LEADING, *feature_names(), *_TRAILING)
+
+
+#: :func:`prediction_columns` of the registry at import.
+PREDICTION_COLUMNS: tuple[str, ...] = prediction_columns()
 _REQUIRED = ("micrograph", "label", "p_good", "p_medium", "p_bad", "confidence")
 
 
@@ -146,7 +137,7 @@ def build_report(
             f"gallery-{lab}": gallery_view(lab, predictions, get_images, review_url, gallery_per_class)
             for lab in LABELS
         },
-        "scores": scores_view(predictions),
+        "scores": scores_view(predictions, card),
         "timeline": timeline_view(predictions),
         "evaluation": evaluation_view(predictions, metrics),
         "model": model_view(card),
@@ -173,8 +164,8 @@ def write_report(report_dir: str | os.PathLike, html: str) -> Path:
 
 
 def prediction_frame(predictions: pd.DataFrame) -> pd.DataFrame:
-    """The predictions with :data:`PREDICTION_COLUMNS` first (those present), then the rest."""
-    lead = [c for c in PREDICTION_COLUMNS if c in predictions.columns]
+    """The predictions with :func:`prediction_columns` first (those present), then the rest."""
+    lead = [c for c in prediction_columns() if c in predictions.columns]
     rest = [c for c in predictions.columns if c not in lead]
     return predictions.loc[:, lead + rest].reset_index(drop=True)
 

@@ -15,9 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from micrograde.pipeline.config import LABELS
+from micrograde.pipeline.features import feature, feature_names
 
 __all__ = [
     "CLASS_COLORS",
+    "feature_title",
     "score_histograms",
     "class_fraction_over_time",
     "confusion_matrix_plot",
@@ -27,14 +29,17 @@ __all__ = [
 ]
 
 CLASS_COLORS: dict[str, str] = {"good": "#2e7d32", "medium": "#f9a825", "bad": "#c62828"}
-SCORE_TITLES: dict[str, str] = {
-    "ice_ring_score": "Ice-ring score (crystalline ice, 3.4-3.9 A)",
-    "thon_reach_A": "Thon-ring reach (A, lower is better)",
-    "anisotropy": "Spectrum anisotropy",
-    "contrast": "Contrast",
-    "dark_fraction": "Dark fraction",
-}
 _DPI = 96
+_PANELS_PER_ROW = 3
+
+
+def feature_title(name: str) -> str:
+    """A plot title for a feature: its registry title and unit, and which direction is worse."""
+    f = feature(name)
+    if f is None:
+        return name
+    worse = {"high": ", lower is better", "low": ", higher is better"}.get(f.worse or "", "")
+    return f"{f.title} ({f.unit}{worse})" if f.unit else (f"{f.title} ({worse[2:]})" if worse else f.title)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -56,13 +61,24 @@ def _empty(ax, text: str) -> None:
 
 
 def score_histograms(
-    predictions: pd.DataFrame, scores: Sequence[str] = ("ice_ring_score", "thon_reach_A"), bins: int = 30
+    predictions: pd.DataFrame,
+    scores: Sequence[str] | None = None,
+    bins: int = 30,
+    ranges: Mapping[str, Sequence[float]] | None = None,
 ) -> bytes:
-    """One panel per score: histograms of the predicted classes, overlaid."""
-    fig = _figure(5.2 * len(scores), 3.4)
-    axes = fig.subplots(1, len(scores), squeeze=False)[0]
-    for ax, score in zip(axes, scores, strict=True):
-        ax.set_title(SCORE_TITLES.get(score, score), fontsize=10)
+    """One panel per feature (default: the registry's scores): histograms of the predicted classes,
+    overlaid; the training range (``ranges[name]`` = [low, high], from the model card) shaded grey."""
+    scores = tuple(scores) if scores is not None else feature_names("score")
+    ncols = max(1, min(_PANELS_PER_ROW, len(scores)))
+    nrows = max(1, -(-len(scores) // ncols))
+    fig = _figure(5.2 * ncols, 3.4 * nrows)
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[len(scores):]:
+        ax.set_axis_off()
+    for ax, score in zip(axes, scores, strict=False):
+        ax.set_title(feature_title(score), fontsize=10)
+        bounds = (ranges or {}).get(score)
         values = pd.to_numeric(predictions.get(score, pd.Series(dtype=float)), errors="coerce")
         finite = values[np.isfinite(values)]
         if finite.empty:
@@ -70,6 +86,9 @@ def score_histograms(
             continue
         lo, hi = float(finite.min()), float(finite.max())
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+        if bounds is not None and len(bounds) == 2:
+            ax.axvspan(float(bounds[0]), float(bounds[1]), color="#9e9e9e", alpha=0.18, linewidth=0,
+                       label="training range")
         for label in LABELS:
             v = finite[predictions.loc[finite.index, "label"] == label]
             if len(v):

@@ -13,6 +13,7 @@ import pandas as pd
 
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics, reliability_curve
+from micrograde.pipeline.features import GROUPS, features_of
 from micrograde.pipeline.report import plots
 from micrograde.pipeline.report.render import NA, fmt, image
 
@@ -86,23 +87,47 @@ def warnings_view(warnings: Sequence) -> dict:
     return {"warnings": [_warning_text(w) for w in warnings or ()]}
 
 
-def scores_view(predictions: pd.DataFrame) -> dict:
-    extra = [s for s in ("anisotropy", "contrast", "dark_fraction") if s in predictions.columns]
-    figures = [image(plots.score_histograms(predictions), "score histograms by class")]
-    if extra:
-        figures.append(
-            image(plots.score_histograms(predictions, tuple(extra)), "further score histograms by class")
-        )
-    rows = []
-    for score in ("ice_ring_score", "thon_reach_A", *extra):
-        if score not in predictions.columns:
+_GROUP_ALT = {"score": "score histograms by class", "measure": "physical measure histograms by class",
+              "ctf": "CTF estimate histograms by class"}
+
+
+def _present(predictions: pd.DataFrame, name: str) -> bool:
+    return name in predictions.columns and pd.to_numeric(predictions[name], errors="coerce").notna().any()
+
+
+def scores_view(predictions: pd.DataFrame, card: Mapping | None = None) -> dict:
+    """Histograms by class of every registry feature with values (one figure per group), and a table: per
+    feature, its unit, which direction is worse, the model's training range (1st-99th percentile, from the
+    card) with the share of micrographs outside it, and each class's median (10th to 90th percentile)."""
+    training = (card or {}).get("training") or {}
+    ranges = (card or {}).get("score_ranges") or training.get("score_ranges") or {}
+    figures, rows = [], []
+    for group in GROUPS:
+        names = [f.name for f in features_of(group) if _present(predictions, f.name)]
+        if not names:
             continue
-        cells = [score]
-        for lab in LABELS:
-            v = pd.to_numeric(predictions.loc[predictions["label"] == lab, score], errors="coerce").dropna()
-            cells.append(f"{fmt(v.median())} ({fmt(v.quantile(0.1))} to {fmt(v.quantile(0.9))})" if len(v) else NA)
-        rows.append(cells)
-    header = ["score", *(f"{lab}: median (10th to 90th pct)" for lab in LABELS)]
+        figures.append(image(plots.score_histograms(predictions, names, ranges=ranges), _GROUP_ALT[group]))
+        for f in features_of(group):
+            if f.name not in names:
+                continue
+            name = f.name
+            values = pd.to_numeric(predictions[name], errors="coerce")
+            bounds = ranges.get(name)
+            if bounds is not None and len(bounds) == 2 and values.notna().any():
+                lo, hi = (float(b) for b in bounds)
+                known = values.dropna()
+                outside = float(((known < lo) | (known > hi)).mean())
+                trained = f"{fmt(lo)} to {fmt(hi)} ({outside:.0%} outside)"
+            else:
+                trained = NA
+            worse = {"high": "higher", "low": "lower"}.get(f.worse or "", NA)
+            cells = [name, f.unit or NA, worse, trained]
+            for lab in LABELS:
+                v = values[predictions["label"] == lab].dropna()
+                cells.append(f"{fmt(v.median())} ({fmt(v.quantile(0.1))} to {fmt(v.quantile(0.9))})" if len(v) else NA)
+            rows.append(cells)
+    header = ["feature", "unit", "worse when", "training range",
+              *(f"{lab}: median (10th to 90th pct)" for lab in LABELS)]
     return {"plots": figures, "header": header, "rows": rows}
 
 

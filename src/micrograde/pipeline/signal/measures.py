@@ -1,7 +1,7 @@
 """Physical quality measures: the quantities an expert reads off a micrograph, in physical units.
 
-They complement :mod:`.scores` (which stay in the catalogue) and are what the fused model head
-(:mod:`micrograde.models.fusion`) combines with the network's features: each answers "how much",
+They complement :mod:`.scores`; their names, units and order live in the feature registry
+(:mod:`micrograde.pipeline.features`), which the grader's heads read. Each answers "how much",
 not only "whether", so that medium and bad differ (a little crystalline ice vs a lot; some drift
 vs a lot). Arrays in, numbers out; every measure means the same at any pixel size (tiles and
 bands are set in Angstrom). Definitions (details in docs/preprocessing.md):
@@ -31,14 +31,9 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from micrograde.pipeline.signal.scores import SCORE_COLUMNS
-from micrograde.pipeline.signal.fourier import resample_to_pixel_size
 from micrograde.pipeline.signal.spectrum import PowerSpectrum
 
 __all__ = [
-    "FEATURES_VERSION",
-    "MEASURE_NAMES",
-    "PHYSICAL_NAMES",
     "DIRECTION_PIXEL_A",
     "CARBON_PIXEL_A",
     "electron_wavelength",
@@ -47,28 +42,7 @@ __all__ = [
     "carbon_area",
     "directional_power",
     "defocus",
-    "quality_measures",
 ]
-
-#: Version of what ingest computes from a micrograph (scores, measures, cached images): part of every
-#: cache entry's identity (pipeline/catalogue/identity.py). Bump it when a computation changes its
-#: results, and ingest recomputes every entry once.
-FEATURES_VERSION = "1"
-
-#: Every measure, in the order of the cached vector (the fused head matches them by name).
-MEASURE_NAMES: tuple[str, ...] = (
-    "crystalline_area",
-    "transmission",
-    "carbon_area",
-    "directional_low",
-    "directional_mid",
-    "directional_high",
-    "defocus_um",
-    "defocus_quality",
-)
-#: Every physical quantity cached with a micrograph (the scores, then the measures): the fused
-#: head's inputs beside the network's features.
-PHYSICAL_NAMES: tuple[str, ...] = (*SCORE_COLUMNS, *MEASURE_NAMES)
 
 ICE_SPOT_BAND = (0.245, 0.295)  # 1/A (3.44-3.90 A reflections with their width)
 ICE_SPOT_NEIGHBOURS = ((0.20, 0.24), (0.30, 0.33))  # 1/A
@@ -213,38 +187,3 @@ def defocus(ps: PowerSpectrum, voltage_kv: float = 300.0) -> tuple[float, float]
     i = int(np.argmax(np.where(ok, spectrum, 0.0)))
     quality = float(spectrum[i] / max(float(np.median(spectrum[ok])), 1e-30))
     return float(freq[i] / lam / 1e4), quality
-
-
-def quality_measures(
-    img: np.ndarray,
-    pixel_size: float,
-    ps: PowerSpectrum,
-    *,
-    coarse: tuple[np.ndarray, float] | None = None,
-    dose: float | None = None,
-    voltage_kv: float = 300.0,
-) -> dict[str, float]:
-    """Every measure, keyed by :data:`MEASURE_NAMES` (NaN where not measurable).
-
-    ``img``: the full-resolution micrograph; ``ps``: its power spectrum; ``coarse``: (a Fourier
-    crop of ``img``, its pixel size), used when at least as fine as the directional and carbon
-    measures need (:data:`DIRECTION_PIXEL_A`), else they resample ``img`` themselves.
-    """
-    src, src_ps = (img, pixel_size)
-    if coarse is not None and coarse[1] <= DIRECTION_PIXEL_A * (1 + 1e-6):
-        src, src_ps = coarse
-    directional_src, directional_ps = resample_to_pixel_size(src, src_ps, DIRECTION_PIXEL_A)
-    low, _ = resample_to_pixel_size(directional_src, directional_ps, CARBON_PIXEL_A)
-    d_lo, d_mid, d_hi = directional_power(directional_src, directional_ps)
-    dz, dq = defocus(ps, voltage_kv)
-    values = {
-        "crystalline_area": crystalline_area(img, pixel_size),
-        "transmission": transmission(img, pixel_size, dose),
-        "carbon_area": carbon_area(low),
-        "directional_low": d_lo,
-        "directional_mid": d_mid,
-        "directional_high": d_hi,
-        "defocus_um": dz,
-        "defocus_quality": dq,
-    }
-    return {name: float(values[name]) for name in MEASURE_NAMES}

@@ -1,10 +1,11 @@
-"""One full-resolution micrograph -> cached model inputs, display thumbnail and scores.
+"""One full-resolution micrograph -> cached model inputs, display thumbnail and features.
 
 Order of work (docs/preprocessing.md):
 
 1. Robust statistics on a subsample; hot/dead pixels beyond 6 robust sigma are clipped in one
    float32 copy of the full image (the only full-size copy).
-2. Power spectrum and spectral scores from that FULL-resolution image.
+2. Power spectrum from that FULL-resolution image; every feature of the registry
+   (:mod:`micrograde.pipeline.features`) from the image, the spectrum and the crop of step 3.
 3. One Fourier crop of the full image to an intermediate size that is fine enough for every
    smaller product; the model image, the thumbnail and the low-passed images of the real-space
    scores are Fourier crops of that intermediate (cropping twice equals cropping once).
@@ -24,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from micrograde.pipeline.config import PreprocessConfig
+from micrograde.pipeline.features import ImageInputs, feature, image_features
 from micrograde.pipeline.signal.fourier import fourier_crop
 from micrograde.pipeline.signal.display import to_uint8
-from micrograde.pipeline.signal.measures import DIRECTION_PIXEL_A, quality_measures
+from micrograde.pipeline.signal.measures import DIRECTION_PIXEL_A
 from micrograde.pipeline.signal.normalise import ConstantImageError, robust_normalise, robust_stats
-from micrograde.pipeline.signal.scores import CONTRAST_LOWPASS_A, score_micrograph
+from micrograde.pipeline.signal.scores import CONTRAST_LOWPASS_A
 from micrograde.pipeline.signal.spectrum import power_spectrum
 
 __all__ = ["Preprocessed", "preprocess", "model_image_geometry", "view_geometry", "HOT_PIXEL_SIGMA"]
@@ -48,10 +50,22 @@ class Preprocessed:
     thumbnail: np.ndarray  # uint8, longest side <= thumbnail_size, aspect ratio kept
     radial: np.ndarray
     radial_freq: np.ndarray
-    scores: dict[str, float]
-    measures: dict[str, float]  # keyed by measures.MEASURE_NAMES
+    features: dict[str, float]  # every image feature of the registry (pipeline/features.py), in its order
     spectrum_available: bool
     pixel_size: float  # A/px of ``image``
+
+    def _group(self, group: str) -> dict[str, float]:
+        return {n: v for n, v in self.features.items() if (f := feature(n)) is not None and f.group == group}
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """The ``score`` features."""
+        return self._group("score")
+
+    @property
+    def measures(self) -> dict[str, float]:
+        """The ``measure`` features."""
+        return self._group("measure")
 
 
 def model_image_geometry(
@@ -146,9 +160,8 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dos
     inter = fourier_crop(full, inter_shape)
     inter_ps = pixel_size * 0.5 * (full.shape[0] / inter_shape[0] + full.shape[1] / inter_shape[1])
 
-    scores = score_micrograph(full, pixel_size, spec, coarse=(inter, inter_ps))
-    measures = quality_measures(full, pixel_size, spec, coarse=(inter, inter_ps), dose=dose,
-                                voltage_kv=voltage_kv)
+    features = image_features(ImageInputs(full, pixel_size, spec, coarse=(inter, inter_ps), dose=dose,
+                                          voltage_kv=voltage_kv))
 
     model = _centre_square(fourier_crop(inter, model_shape), cfg.image_size)
     try:
@@ -170,8 +183,7 @@ def preprocess(img: np.ndarray, pixel_size: float, cfg: PreprocessConfig, *, dos
         thumbnail=thumbnail,
         radial=spec.radial,
         radial_freq=spec.radial_freq,
-        scores=scores,
-        measures=measures,
+        features=features,
         spectrum_available=spec.available,
         pixel_size=model_ps,
     )

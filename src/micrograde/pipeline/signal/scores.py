@@ -17,6 +17,8 @@ units are in docs/preprocessing.md; in short:
   scaled to 1 A pixels (assuming white shot noise), so thick ice gives low values.
 - ``dark_fraction``: area fraction that is darker than median - 4 robust sigma after a 50 A
   low-pass (contamination, thick carbon).
+
+Their names, units and order live in the feature registry (:mod:`micrograde.pipeline.features`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from micrograde.pipeline.signal.normalise import robust_stats
 from micrograde.pipeline.signal.spectrum import CORR_WIDTH, PowerSpectrum, frequency_grid, power_spectrum
 
 __all__ = [
-    "SCORE_COLUMNS",
     "ICE_BAND",
     "ICE_NEIGHBOURS",
     "ice_ring_score",
@@ -39,17 +40,7 @@ __all__ = [
     "anisotropy",
     "contrast",
     "dark_fraction",
-    "score_micrograph",
 ]
-
-#: Interpretable per-micrograph scores, in the order reports and CSVs show them.
-SCORE_COLUMNS: tuple[str, ...] = (
-    "ice_ring_score",
-    "thon_reach_A",
-    "anisotropy",
-    "contrast",
-    "dark_fraction",
-)
 
 ICE_BAND = (0.245, 0.295)  # 1/A: 0.25-0.29 (3.44-3.90 A ice reflections) plus their spectral width
 ICE_NEIGHBOURS = ((0.20, 0.24), (0.30, 0.33))  # 1/A
@@ -237,21 +228,3 @@ def dark_fraction(
     if min(mask.shape) >= 3:
         mask = ndimage.binary_opening(mask)
     return float(mask.mean())
-
-
-def score_micrograph(
-    img: np.ndarray,
-    pixel_size: float,
-    ps: PowerSpectrum,
-    *,
-    coarse: tuple[np.ndarray, float] | None = None,
-) -> dict[str, float]:
-    """All scores, keyed exactly by ``catalogue.SCORE_COLUMNS`` (NaN where not measurable)."""
-    values = {
-        "ice_ring_score": ice_ring_score(ps),
-        "thon_reach_A": thon_reach(ps),
-        "anisotropy": anisotropy(ps),
-        "contrast": contrast(img, pixel_size, coarse=coarse),
-        "dark_fraction": dark_fraction(img, pixel_size, coarse=coarse),
-    }
-    return {name: float(values[name]) for name in SCORE_COLUMNS}
