@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from helpers_facility import tiny_train_flow
 from sqlalchemy import func, select
 
@@ -49,25 +48,26 @@ _CHILD = textwrap.dedent(
             (Path(folder) / "predictions.csv").write_text("a half-written report")
             stall()
         outputs.write_outputs = write_outputs
-    elif mode == "checkpoint":  # half of a training checkpoint is on disk
-        import torch
-        real_save = torch.save
-        def save(obj, f, *a, **kw):
-            if hasattr(f, "write"):
-                f.write(b"PK\\x03\\x04 half a checkpoint")
-                f.flush()
-            stall()
-        torch.save = save
+    elif mode == "checkpoint":  # half of the grader's model file (heads.skops) is on disk
+        import contextlib
+        import micrograde.pipeline.io.atomic as atomic
+        real_open = atomic.atomic_open
+        @contextlib.contextmanager
+        def atomic_open(path, mode="wb"):
+            if Path(path).name == "heads.skops":
+                with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    f.write(b"PK\\x03\\x04 half a model")
+                    f.flush()
+                    stall()
+            with real_open(path, mode) as fh:
+                yield fh
+        atomic.atomic_open = atomic_open
     if argv[0] == "train-tiny":
         from micrograde.flows.runtime import prefect_session
         with prefect_session(argv[1]):
             from micrograde.flows.context import RunContext
             from micrograde.flows.train import train_flow
-            from micrograde.models.training.recipe import TrainConfig
-            from micrograde.models.training.run import TrainRunConfig
-            cfg = TrainRunConfig(train=TrainConfig(backbone="lenet", weights="none", epochs_head=1,
-                                                   epochs_finetune=1, batch_size=8), min_per_class=1)
-            print(train_flow(RunContext(root=argv[1]), cfg).model_id)
+            print(train_flow(RunContext(root=argv[1])).model_id)
     else:
         from micrograde.flows.cli.main import main
         main(argv)
@@ -143,16 +143,17 @@ def test_kill_9_between_prediction_and_report_leaves_no_half_report(trained, tmp
     assert not cache["cache_key"].duplicated().any()
 
 
-def test_kill_9_during_a_training_checkpoint_write_leaves_no_half_checkpoint(trained, tmp_path):
+def test_kill_9_during_the_model_file_write_leaves_no_half_model(trained, tmp_path):
+    from micrograde.models.grading.grader import load_grader
+
     root, _model_id, _src, _truth = trained
     with Workspace.open(root) as ws, ws.session() as s:
         models_before = set(s.execute(select(ModelRow.id)).scalars())
     dirs_before = {p.name for p in (root / "models").iterdir()}
     _run_and_kill(tmp_path, "checkpoint", ["train-tiny", str(root)])
     for folder in (root / "models").iterdir():
-        for name in ("last.pt", "model.pt"):
-            if (folder / name).exists():  # only ever a whole checkpoint under its real name
-                torch.load(folder / name, map_location="cpu", weights_only=False)
+        if (folder / "heads.skops").exists():  # only ever a whole model file under its real name
+            assert not (folder / "heads.skops").read_bytes().endswith(b"half a model"), folder
     with Workspace.open(root) as ws, ws.session() as s:
         assert set(s.execute(select(ModelRow.id)).scalars()) == models_before, "the killed run registered nothing"
 
@@ -163,7 +164,7 @@ def test_kill_9_during_a_training_checkpoint_write_leaves_no_half_checkpoint(tra
     with Workspace.open(root) as ws, ws.session() as s:
         assert set(s.execute(select(ModelRow.id)).scalars()) == models_before | {new_id}
     assert new_id not in dirs_before
-    torch.load(root / "models" / new_id / "model.pt", map_location="cpu", weights_only=False)
+    assert load_grader(root / "models" / new_id).model_id == new_id
 
 
 def test_two_sweeps_at_once_ingest_each_file_once_and_write_one_report(trained, tmp_path):
