@@ -10,8 +10,8 @@ from scipy import ndimage
 
 from micrograde.pipeline.catalogue.cache import save_entry
 from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, SessionRow
-from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import LABELS
 
 
 def normalise(a: np.ndarray) -> np.ndarray:
@@ -61,7 +61,9 @@ def spectral_peaks(spec: np.ndarray, n: int, exclude: int = 4) -> np.ndarray:
     return np.array(peaks, dtype=float)
 
 
-def labelled_table(group_sizes: list[int], seed: int = 0, probs=(0.5, 0.3, 0.2), group_col: str = "session") -> pd.DataFrame:
+def labelled_table(
+    group_sizes: list[int], seed: int = 0, probs=(0.5, 0.3, 0.2), group_col: str = "session"
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for g, size in enumerate(group_sizes):

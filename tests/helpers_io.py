@@ -11,7 +11,7 @@ from mrcfile.dtypes import get_ext_header_dtype
 
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
-OLE_EPOCH = dt.datetime(1899, 12, 30, tzinfo=dt.timezone.utc)
+OLE_EPOCH = dt.datetime(1899, 12, 30, tzinfo=dt.UTC)
 
 
 def noise(shape: tuple[int, ...], dtype, *, seed: int = 0, mean: float = 100.0, sd: float = 20.0) -> np.ndarray:

@@ -34,7 +34,8 @@ def add_micrographs(ws: Workspace, n: int, *, session: str = "grid1", names: lis
                 ws.cache_dir,
                 key,
                 thumbnail=rng.integers(0, 255, size=(48, 64), dtype=np.uint8),
-                spectrum=np.exp(-(yy**2 + xx**2) / 200.0).astype(np.float32) + rng.random((64, 64), dtype=np.float32) * 0.1,
+                spectrum=np.exp(-(yy**2 + xx**2) / 200.0).astype(np.float32)
+                + rng.random((64, 64), dtype=np.float32) * 0.1,
                 image=rng.standard_normal((64, 64)).astype(np.float32),
                 radial=np.linspace(1, 0, 16, dtype=np.float32),
                 radial_freq=np.linspace(0, 0.3, 16, dtype=np.float32),

@@ -14,6 +14,7 @@ import pytest
 from helpers_io import write_mrc
 from sqlalchemy import select
 
+from micrograde.pipeline import features
 from micrograde.pipeline.catalogue import ingest as ingest_module
 from micrograde.pipeline.catalogue.cache import cache_path, has_entry, load_entry
 from micrograde.pipeline.catalogue.files import file_counts
@@ -23,7 +24,6 @@ from micrograde.pipeline.catalogue.query import micrograph_table, reject_counts,
 from micrograde.pipeline.catalogue.schema import FileRow, Reject
 from micrograde.pipeline.config import IngestConfig, PreprocessConfig
 from micrograde.pipeline.io import readers
-from micrograde.pipeline import features
 
 
 def _mrc(path: Path, seed: int = 0, voxel: float | None = 1.0, shape=(256, 256)) -> Path:

@@ -16,7 +16,7 @@ from micrograde.pipeline.catalogue.query import micrograph_table, reject_counts
 from micrograde.pipeline.catalogue.schema import Annotation, Base, FileRow, Micrograph
 from micrograde.pipeline.catalogue.workspace import DB_FILENAME, Workspace
 
-T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 
 
 def _release_0_1_workspace(url: str, *, size_bytes: int = 4_000_000) -> None:

@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from micrograde.flows.cli.main import main
 from micrograde.pipeline.catalogue.cache import has_entry
-from micrograde.pipeline.catalogue.schema import FileRow, Micrograph, Reject
-from micrograde.pipeline.config import IngestConfig, PreprocessConfig
 from micrograde.pipeline.catalogue.query import micrograph_table, reject_counts
+from micrograde.pipeline.catalogue.schema import FileRow, Micrograph, Reject
 from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import IngestConfig, PreprocessConfig
 
 
 def _write_mrc(path: Path, data: np.ndarray, voxel: float = 1.0) -> Path:

@@ -74,7 +74,7 @@ def _thon_rings(shape: tuple[int, int], pixel_size: float, defocus_um: float, vo
 def test_a_200_kv_epu_header_gives_the_200_kv_defocus(workspace, tmp_path):
     true_defocus = 2.0
     data = _thon_rings((1024, 1024), 1.0, true_defocus, 200.0)
-    records = fei1_records(1, when=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc), pixel_size_m=1.0e-10)
+    records = fei1_records(1, when=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), pixel_size_m=1.0e-10)
     records["HT"] = 200000.0  # V: a 200 kV microscope (Glacios, Talos Arctica)
     folder = tmp_path / "glacios" / "Images-Disc1" / "GridSquare_2" / "Data"
     folder.mkdir(parents=True)

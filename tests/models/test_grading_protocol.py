@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_grading import cached_collection
-from micrograde.models.grading import GraderConfig, Grader, make_folds, train_grader
+
+from micrograde.models.grading import Grader, GraderConfig, make_folds, train_grader
 from micrograde.models.grading.grader import read_training_rows
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics

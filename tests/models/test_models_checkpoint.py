@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from micrograde.models.backbones.registry import create_model
 from micrograde.models.calibration import apply_temperature
 from micrograde.models.checkpoint import (
     CARD_NAME,
@@ -20,7 +21,6 @@ from micrograde.models.checkpoint import (
     save_model,
 )
 from micrograde.models.infer import Predictor, apply_thresholds
-from micrograde.models.backbones.registry import create_model
 from micrograde.models.training.recipe import EpochRecord, TrainConfig
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
+from helpers_models import concat, micrograph_like
 from torch.utils.data import TensorDataset
 
-from helpers_models import concat, micrograph_like
-from micrograde.models.training.loop import set_trainable, warmup_cosine
 from micrograde.models.backbones.registry import create_model
+from micrograde.models.training.loop import set_trainable, warmup_cosine
 from micrograde.models.training.recipe import CHECKPOINT_NAME, TrainConfig, fit
 from micrograde.pipeline.data.metrics import classification_metrics
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from micrograde.flows.cli.main import main
 from micrograde.pipeline.catalogue.cache import load_measures
 from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow
-from micrograde.pipeline.features import IMAGE_FEATURES
 from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.features import IMAGE_FEATURES
 
 pytestmark = pytest.mark.slow
 
@@ -160,7 +160,7 @@ def test_unknown_model_and_mismatched_card_are_clear_errors(trained):
     card["classes"] = ["good", "bad"]
     (bad_dir / "card.json").write_text(json.dumps(card))
     with Workspace.open(root) as ws, ws.transaction() as s:
-        old = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)  # never the "latest" model
+        old = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)  # never the "latest" model
         s.add(ModelRow(id="model-two-classes", path=str(bad_dir), backbone="efficientnet_lite0", card=card,
                        created_at=old))
     mismatch = CliRunner().invoke(main, ["assess", *sources, "--model", "model-two-classes"])

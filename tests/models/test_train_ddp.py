@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select

@@ -9,6 +9,7 @@ import pytest
 
 from micrograde.pipeline.catalogue.cache import CacheMissError, load_measures, save_entry
 from micrograde.pipeline.config import PreprocessConfig
+from micrograde.pipeline.features import feature_names, image_features
 from micrograde.pipeline.signal.fourier import resample_to_pixel_size
 from micrograde.pipeline.signal.measures import (
     CARBON_PIXEL_A,
@@ -20,10 +21,9 @@ from micrograde.pipeline.signal.measures import (
     electron_wavelength,
     transmission,
 )
-from micrograde.pipeline.features import feature_names, image_features
 from micrograde.pipeline.signal.preprocess import preprocess
-from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS, sample_params, simulate_micrograph
 from micrograde.pipeline.signal.spectrum import power_spectrum
+from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS, sample_params, simulate_micrograph
 
 SESSION = DEFAULT_SESSIONS[0]  # Falcon 4i, 1024 px at 0.95 A
 

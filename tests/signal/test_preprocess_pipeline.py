@@ -11,8 +11,8 @@ import pytest
 from helpers_preprocess import ctf_image, lattice
 from PIL import Image
 
-from micrograde.pipeline.features import SCORE_COLUMNS
 from micrograde.pipeline.config import PreprocessConfig
+from micrograde.pipeline.features import SCORE_COLUMNS
 from micrograde.pipeline.signal.display import data_uri, png_bytes, to_uint8
 from micrograde.pipeline.signal.preprocess import Preprocessed, model_image_geometry, preprocess
 

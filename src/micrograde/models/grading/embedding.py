@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,10 +55,11 @@ class Embedder:
         self.cfg = cfg or EmbedderConfig()
         self.device = torch.device(device)
         model, self.weights = create_model(self.cfg.backbone, num_classes=3, weights=self.cfg.weights)
-        self.model = model.to(self.device).eval()
+        self.model: Any = model.to(self.device).eval()  # a timm model: forward_features / forward_head
         self.n_features = int(getattr(model, "num_features", 0)) or int(self._pool(torch.zeros(1, 3, 64, 64)).shape[1])
         what = self.cfg.model_copy(update={"batch_size": 1})  # the batch size changes no vector
-        self.id = f"{self.cfg.backbone}-{digest_of([config_digest(what), str(EMBEDDING_FORMAT), str(self.weights.digest)])[:12]}"
+        parts = [config_digest(what), str(EMBEDDING_FORMAT), str(self.weights.digest)]
+        self.id = f"{self.cfg.backbone}-{digest_of(parts)[:12]}"
 
     @property
     def dim(self) -> int:
@@ -90,7 +92,7 @@ class Embedder:
     def embed(self, entries: Sequence[dict]) -> np.ndarray:
         """(N, dim) float32 vectors of cache entries (all views of a chunk go through the network in
         batches, whatever micrograph they belong to)."""
-        img_views, spec_views = zip(*(self.views(e) for e in entries)) if entries else ((), ())
+        img_views, spec_views = zip(*(self.views(e) for e in entries), strict=False) if entries else ((), ())
         out = []
         for views in (img_views, spec_views) if self.cfg.spectrum_views else (img_views,):
             counts = [len(v) for v in views]

@@ -22,7 +22,7 @@ import numpy as np
 import skops.io as sio
 
 from micrograde.models.checkpoint import ModelLoadError, check_card, read_card
-from micrograde.models.grading.embedding import EmbedderConfig, EmbeddingStore
+from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
 from micrograde.models.grading.features import load_features
 from micrograde.models.grading.heads import FittedHead, needs_embedding
 from micrograde.pipeline.config import LABELS
@@ -54,7 +54,9 @@ def model_file(model_dir: Path, entry: Mapping) -> tuple[Path, bytes]:
     name = str(entry.get("file", ""))
     path = (model_dir / name).resolve()
     if not name or path.parent != model_dir:
-        raise GraderFileError(f"model {model_dir.name}: the card names {name!r}, which is not a file of the model folder")
+        raise GraderFileError(
+            f"model {model_dir.name}: the card names {name!r}, which is not a file of the model folder"
+        )
     if not path.is_file():
         raise GraderFileError(f"model {model_dir.name}: {name} is missing")
     data = path.read_bytes()
@@ -101,7 +103,7 @@ class Grader:
     device: str = "cpu"
     card: dict = field(init=False, repr=False)
     heads: dict[str, FittedHead] = field(init=False, repr=False)
-    _embedder: object = field(init=False, repr=False, default=None)
+    _embedder: Embedder | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.model_dir = Path(self.model_dir)
@@ -150,8 +152,6 @@ class Grader:
         if not needs_embedding([self.head]):
             return None
         if self._embedder is None:
-            from micrograde.models.grading.embedding import Embedder
-
             self._embedder = Embedder(EmbedderConfig(**self.card["input"]["embedder"]), device=self.device)
             expected = self.card["input"].get("embedder_id")
             if expected and self._embedder.id != expected:

@@ -96,6 +96,8 @@ class FittedHead:
         physical = [b for b in spec.blocks if b != "embedding"]
         parts = [feats.matrix(physical)[:, self.keep]] if physical else []
         if spec.kind == "forest+pca":
+            if self.pca is None:
+                raise ValueError(f"head {self.name} has no fitted projection")
             parts.append(self.pca.transform(_power_normalise(feats.matrix(["embedding"]))).astype(np.float32))
         elif spec.kind == "linear":
             parts.append(_power_normalise(feats.matrix(["embedding"])))
@@ -109,6 +111,8 @@ class FittedHead:
             out[:, self.classes[0]] = 1.0
             return out
         model = self.forest if self.forest is not None else self.linear
+        if model is None:
+            raise ValueError(f"head {self.name} is not fitted")
         out[:, self.classes] = model.predict_proba(self._inputs(feats))
         return out
 

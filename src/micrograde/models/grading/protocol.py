@@ -48,7 +48,9 @@ class Folds:
         return len(self.splits)
 
 
-def make_folds(groups: Sequence, y: Sequence[int], *, group_by: str = "session", seed: int = 0) -> Folds:
+def make_folds(
+    groups: Sequence | np.ndarray, y: Sequence[int] | np.ndarray, *, group_by: str = "session", seed: int = 0
+) -> Folds:
     """Folds for ``y`` (class indices) grouped by ``groups`` (see the module docstring)."""
     groups = np.asarray([str(g) for g in groups], dtype=object)
     y = np.asarray(y, dtype=np.int64)
@@ -89,7 +91,7 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(log_loss(y, q / q.sum(axis=1, keepdims=True), labels=list(range(len(LABELS)))))
 
 
-def summarise(y: np.ndarray, probs: np.ndarray, groups: Sequence | None = None) -> dict:
+def summarise(y: np.ndarray, probs: np.ndarray, groups: Sequence | np.ndarray | None = None) -> dict:
     """OOF figures of one head (plain JSON): macro-F1, accuracy, balanced accuracy, ECE, log-loss,
     per-class recall and precision, confusion matrix (rows = label, columns = predicted), per session."""
     y = np.asarray(y, dtype=np.int64)

@@ -7,10 +7,9 @@ calls :func:`train_grader`; this function reads the cache and writes only the ne
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -20,14 +19,14 @@ from pydantic import Field
 
 from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
 from micrograde.models.grading.features import load_features
-from micrograde.models.grading.grader import HEADS_FILE, TRAINING_FILE, apply_temperature_to_probs, save_heads
+from micrograde.models.grading.grader import TRAINING_FILE, apply_temperature_to_probs, save_heads
 from micrograde.models.grading.heads import BASELINE, HEADS, fit_head, needs_embedding
 from micrograde.models.grading.protocol import choose, cross_validate, make_folds, summarise
 from micrograde.models.training.dataset import DEFAULT_LAYOUT
 from micrograde.models.training.recipe import TrainConfig
 from micrograde.models.training.run import TrainDataError
-from micrograde.pipeline.data.augment import AugmentConfig
 from micrograde.pipeline.config import LABELS, FrozenModel, PreprocessConfig
+from micrograde.pipeline.data.augment import AugmentConfig
 from micrograde.pipeline.data.diversity import diversity_lines, diversity_table, score_ranges
 from micrograde.pipeline.io.atomic import atomic_write_bytes, atomic_write_text
 from micrograde.pipeline.io.digest import digest_of
@@ -257,7 +256,7 @@ def _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, 
         "schema": 2,
         "kind": "grader",
         "id": model_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "micrograde_version": versions()["micrograde"],
         "command_line": command_line,
         "classes": list(LABELS),

@@ -66,9 +66,9 @@ def entry_arrays(out: Preprocessed) -> dict[str, np.ndarray]:
         thumbnail=out.thumbnail,
         radial=out.radial,
         radial_freq=out.radial_freq,
-        image_pixel_size=np.float32(out.pixel_size),
+        image_pixel_size=np.array(out.pixel_size, dtype=np.float32),
         view=out.view,
-        view_pixel_size=np.float32(out.view_pixel_size),
+        view_pixel_size=np.array(out.view_pixel_size, dtype=np.float32),
         measures=np.array([out.features[n] for n in names], dtype=np.float32),
         measure_names=np.array(names),
     )

@@ -17,6 +17,7 @@ run updated), and a later successful ingest of the path marks its rejects ``supe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -81,18 +82,20 @@ def record_reject(ws: Workspace, path: str, reason: str, detail: str, run_id: st
     tag = hashlib.sha256(str(src).encode()).hexdigest()[:8]
     link = ws.quarantine_dir / f"{tag}-{src.name.split('#')[0]}"
     note = link.with_name(link.name + ".reason.txt")
-    atomic_write_text(note, f"path: {path}\nreason: {reason}\ndetail: {detail}\nrun: {run_id}\ntime: {utcnow().isoformat()}\n")
+    atomic_write_text(
+        note, f"path: {path}\nreason: {reason}\ndetail: {detail}\nrun: {run_id}\ntime: {utcnow().isoformat()}\n"
+    )
     if not link.is_symlink():
-        try:
+        with contextlib.suppress(OSError):  # a file system without symlinks: the reason file alone records it
             link.symlink_to(src.with_name(src.name.split("#")[0]))
-        except OSError:  # a file system without symlinks: the reason file alone records it
-            pass
     for attempt in range(3):
         try:
             with ws.transaction() as s:
                 row = s.execute(select(Reject).where(Reject.path == path, Reject.reason == reason)).scalar_one_or_none()
                 if row is None:
-                    s.add(Reject(path=path, reason=reason, detail=detail, quarantined_to=str(link), ingest_run_id=run_id))
+                    s.add(
+                        Reject(path=path, reason=reason, detail=detail, quarantined_to=str(link), ingest_run_id=run_id)
+                    )
                 else:
                     row.detail, row.quarantined_to, row.ingest_run_id = detail, str(link), run_id
                     row.created_at, row.superseded_at = utcnow(), None
@@ -108,7 +111,10 @@ def supersede_rejects(ws: Workspace, path: str, run_id: str | None) -> int:
 
     Frame rejects recorded by this same run (``run_id``) stay: those frames are still bad.
     """
-    where = [Reject.superseded_at.is_(None), or_(Reject.path == path, Reject.path.startswith(f"{path}#", autoescape=True))]
+    where = [
+        Reject.superseded_at.is_(None),
+        or_(Reject.path == path, Reject.path.startswith(f"{path}#", autoescape=True)),
+    ]
     if run_id is not None:
         where.append(or_(Reject.ingest_run_id.is_(None), Reject.ingest_run_id != run_id))
     with ws.transaction() as s:

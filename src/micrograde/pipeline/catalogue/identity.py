@@ -28,9 +28,9 @@ import json
 
 from pydantic import Field
 
+from micrograde.pipeline import features
 from micrograde.pipeline.config import FrozenModel, IngestConfig
 from micrograde.pipeline.io import readers
-from micrograde.pipeline import features
 
 __all__ = [
     "CACHE_FORMAT",

@@ -47,10 +47,10 @@ from micrograde.pipeline.catalogue.sessions import (
 )
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.pipeline.config import IngestConfig, SessionMeta
+from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.io.digest import file_digest
 from micrograde.pipeline.io.readers import RawMicrograph, read_micrographs
 from micrograde.pipeline.io.validate import MicrographReadError, validate_array
-from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.signal.preprocess import preprocess
 
 __all__ = ["FileOutcome", "IngestSummary", "ingest_file", "record_reject", "start_run", "finish_run", "is_transient",
@@ -104,7 +104,7 @@ def _micrograph_name(path: Path, raw: RawMicrograph, n_in_file: int) -> str:
 def _acquired_at(raw: RawMicrograph, path: Path) -> tuple[dt.datetime, str]:
     if raw.acquired_at is not None:
         return raw.acquired_at, "header"
-    return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc), "mtime"
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC), "mtime"
 
 
 def _current_rows(ws: Workspace, digest: str, request: IdentityRequest) -> list[Micrograph] | None:
@@ -155,6 +155,7 @@ class _File:
 def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str | None = None) -> FileOutcome:
     """Ingest one file; see the module docstring for the guarantees."""
     path = Path(path)
+    session_error: SessionFileError | None
     try:
         given_voltage = session_voltage(path, cfg)
     except SessionFileError as exc:
@@ -207,6 +208,7 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
 def _ingest_frames(job: _File, raws: list[RawMicrograph], cfg: IngestConfig, session_id: int, meta: SessionMeta,
                    voltage: tuple[float, str]) -> FileOutcome:
     ws, path = job.ws, job.path
+    assert job.stat is not None and job.digest is not None  # set when the file was opened and hashed
     ingested = skipped = updated = 0
     ids: list[int] = []
     rejects: list[tuple[str, str, str]] = []
@@ -228,7 +230,7 @@ def _ingest_frames(job: _File, raws: list[RawMicrograph], cfg: IngestConfig, ses
             key,
             **entry_arrays(out),
             identity=np.array(identity.model_dump_json()),
-            cache_format=np.int32(CACHE_FORMAT),
+            cache_format=np.array(CACHE_FORMAT, dtype=np.int32),
         )
         acquired, acquired_source = _acquired_at(raw, path)
         values = dict(

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from micrograde.pipeline.features import feature_names
-
 from micrograde.pipeline.catalogue.schema import Micrograph, Reject, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.features import feature_names
 
 __all__ = ["micrograph_table", "spread_features", "reject_table", "reject_counts"]
 

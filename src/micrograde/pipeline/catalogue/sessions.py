@@ -28,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from micrograde.pipeline.catalogue.schema import SessionRow
-from micrograde.pipeline.config import IngestConfig, SessionMeta
 from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import IngestConfig, SessionMeta
 
 __all__ = [
     "SESSION_FILE",

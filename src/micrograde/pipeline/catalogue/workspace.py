@@ -39,7 +39,7 @@ class WorkspaceError(RuntimeError):
 
 def new_run_id(prefix: str = "") -> str:
     """A sortable, unique run id: UTC time plus random suffix, e.g. ``20261123-231500-a1b2c3``."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     return f"{prefix}{stamp}-{secrets.token_hex(3)}"
 
 

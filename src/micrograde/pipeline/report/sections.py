@@ -209,6 +209,8 @@ def _card_value(d: Mapping | None, *path: str, default: object = NA) -> object:
 def _model_summary(card: Mapping) -> list[tuple[str, str]]:
     classes = _card_value(card, "classes")
     counts = _card_value(card, "training", "class_counts", default={}) or {}
+    if not isinstance(counts, dict):
+        counts = {}
     summary: dict[str, object] = {
         "model id": _card_value(card, "id"),
         "created": _card_value(card, "created_at"),

@@ -26,8 +26,8 @@ import numpy as np
 
 from micrograde.pipeline.config import PreprocessConfig
 from micrograde.pipeline.features import ImageInputs, feature, image_features
-from micrograde.pipeline.signal.fourier import fourier_crop
 from micrograde.pipeline.signal.display import to_uint8
+from micrograde.pipeline.signal.fourier import fourier_crop
 from micrograde.pipeline.signal.measures import DIRECTION_PIXEL_A
 from micrograde.pipeline.signal.normalise import ConstantImageError, robust_normalise, robust_stats
 from micrograde.pipeline.signal.scores import CONTRAST_LOWPASS_A

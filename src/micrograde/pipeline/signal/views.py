@@ -38,7 +38,7 @@ def resample_view(view: np.ndarray, pixel_size: float, target: float) -> np.ndar
     if not (pixel_size > 0 and target > 0):
         raise ValueError(f"pixel sizes must be > 0, got {pixel_size} and {target}")
     factor = pixel_size / target
-    shape = tuple(max(1, int(round(n * factor))) for n in a.shape)
+    shape = (max(1, round(a.shape[0] * factor)), max(1, round(a.shape[1] * factor)))
     if shape == a.shape:
         return a
     if factor < 1:
@@ -95,6 +95,6 @@ def spectrum_views(spectrum: np.ndarray, size: int, n: int) -> np.ndarray:
     0, 4 (transpose), 1, 5... (a spectrum is symmetric under a half turn, so four are distinct)."""
     s = np.asarray(spectrum, dtype=np.float32)
     if s.shape != (size, size):
-        s = cv2.resize(s, (size, size), interpolation=cv2.INTER_AREA)
+        s = np.asarray(cv2.resize(s, (size, size), interpolation=cv2.INTER_AREA), dtype=np.float32)
     order = (0, 4, 1, 5)
     return np.stack([dihedral(s, order[i % 4]) for i in range(max(1, n))]).astype(np.float32)

@@ -91,6 +91,13 @@ def downgrade() -> None:
     with op.batch_alter_table("sessions") as batch:
         batch.drop_column("voltage_kv")
     with op.batch_alter_table("micrographs") as batch:
-        for name in ("cache_format", "features_version", "reader_version", "voltage_source", "voltage_kv", "stack_mode"):
+        for name in (
+            "cache_format",
+            "features_version",
+            "reader_version",
+            "voltage_source",
+            "voltage_kv",
+            "stack_mode",
+        ):
             batch.drop_column(name)
         batch.alter_column("size_bytes", type_=sa.Integer(), existing_type=sa.BigInteger(), existing_nullable=False)
