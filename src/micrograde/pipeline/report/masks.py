@@ -88,5 +88,5 @@ def masks_view(predictions: pd.DataFrame, get_masks: MaskGetter | None, n: int =
                "colour": "#%02x%02x%02x" % MASK_COLOURS[c.code] if c.code != USABLE else "none"} for c in MASK_CLASSES]
     means = [(c.name, fmt(float(pd.to_numeric(predictions[area_column(c.name)]).mean()), 3))
              for c in MASK_CLASSES if c.code != USABLE and area_column(c.name) in predictions]
-    return {"plot": image(usable_area_histogram(predictions), "usable-area distribution"), "items": items,
+    return {"plot": image(usable_area_histogram(predictions), "usable-area distribution"), "thumbs": items,
             "legend": legend, "means": means}
