@@ -67,12 +67,14 @@ def prepare_example(image: np.ndarray, pixel_size: float, mask: np.ndarray, cfg:
     return MaskExample(x, mask_to_view(mask, x.shape[1:]), name, h.hexdigest())
 
 
-def simulated_examples(n: int, *, seed: int, family: str, cfg: MaskInputConfig) -> Iterator[MaskExample]:
+def simulated_examples(n: int, *, seed: int, family: str, cfg: MaskInputConfig,
+                       sessions: Sequence | None = None) -> Iterator[MaskExample]:
     """``n`` simulated micrographs with their ground-truth masks, rendered in memory over the default
-    sessions of ``family`` (``a``, ``b`` or ``both``), labels cycling good/medium/bad."""
+    sessions of ``family`` (``a``, ``b`` or ``both``) or the given ``sessions``, labels cycling
+    good/medium/bad."""
     from micrograde.pipeline.sim.families import family_sessions, get_family
 
-    sessions = family_sessions(family)
+    sessions = tuple(sessions) if sessions is not None else family_sessions(family)
     targets = ("bad", "medium", "good")
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
         session = sessions[i % len(sessions)]
