@@ -12,10 +12,10 @@ is "n/a".
 Timing: ``MaskModel.predict`` on a K3-size float32 micrograph (5760 x 4092, 0.83 A/px; noise: the
 cost does not depend on the content), split into the input (Fourier crop to 8 A + lattice power
 map at full resolution), the network, and the return to full resolution; median of ``--repeat``.
-Torch threads: ``--threads``.
+Torch threads: each of ``--threads`` (default 1 and 2); the IoU evaluation uses 1.
 
 Run by hand (never in the test suite):
-    nice .venv/bin/python bench/bench_masks.py --n-test 12 --threads 2
+    nice .venv/bin/python bench/bench_masks.py --n-test 12 --cross
     nice .venv/bin/python bench/bench_masks.py --quick       # smoke run: tiny training, 2 tests each
 Writes bench/results/masks.json and prints Markdown tables for bench/README.md.
 """
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=12, help="test micrographs per held-out session")
     ap.add_argument("--seed-test", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for prediction")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads for prediction (each timed)")
     ap.add_argument("--cross", action="store_true", help="also train on family a only and test on family b")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tmp", default=None)
@@ -135,15 +135,19 @@ def main() -> None:
         train_sessions = a[:-1] + b[:-1]
         res["held_out"] = {"train": _train(Path(tmp) / "held", train_sessions, cfg, n_train,
                                            f"bench: {n_train} simulated, sessions {[s.name for s in train_sessions]}")}
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(1)
         model = load_mask_model(Path(tmp) / "held")
         evals = {f"family {f}, held-out session {s.name}": _evaluate(model, [s], n_test, args.seed_test)
                  for f, s in held.items()}
         res["held_out"]["eval"] = evals
         print(_table(f"Trained on {n_train} simulated micrographs of sessions {', '.join(s.name for s in train_sessions)}"
                      f" ({cfg.steps} steps); tested on held-out sessions", evals))
-        res["timing_k3"] = _timing(model, 1 if args.quick else args.repeat)
-        print("\nK3 (5760x4092, 0.83 A/px) per micrograph:", json.dumps(res["timing_k3"]))
+        res["timing_k3"] = []
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            res["timing_k3"].append(_timing(model, 1 if args.quick else args.repeat))
+            print("\nK3 (5760x4092, 0.83 A/px) per micrograph:", json.dumps(res["timing_k3"][-1]))
+        torch.set_num_threads(1)
         if args.cross:
             res["cross"] = {"train": _train(Path(tmp) / "cross", a, cfg, n_train, "bench: family a only")}
             model = load_mask_model(Path(tmp) / "cross")

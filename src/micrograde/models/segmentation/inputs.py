@@ -3,7 +3,8 @@
 Channel 0 is the image Fourier-cropped to ``pixel_size`` (8 A/px by default; see
 :func:`micrograde.pipeline.signal.views.resample_view`) and robustly standardised. Channel 1 is the
 local lattice power (3.44-3.90 A, :func:`micrograde.pipeline.signal.lattice.lattice_power_map`)
-measured on the FULL-resolution image in tiles of ``lattice_tile_A`` Angstrom (half-overlapping),
+measured on the FULL-resolution image in tiles of about ``lattice_tile_A`` Angstrom (side rounded up
+to a fast FFT length; tiles side by side),
 resized to the view and scaled by a fixed affine map (recorded in the model card). Ground-truth
 masks are brought to the view's grid by nearest-neighbour sampling; predicted masks go back to the
 micrograph's grid the same way.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.fft import next_fast_len
 
 from micrograde.pipeline.config import FrozenModel
 from micrograde.pipeline.signal.lattice import lattice_power_map
@@ -38,10 +40,9 @@ class MaskInputConfig(FrozenModel):
 
 
 def _lattice_channel(image: np.ndarray, pixel_size: float, shape: tuple[int, int], cfg: MaskInputConfig) -> np.ndarray:
-    tile = max(16, int(round(cfg.lattice_tile_A / pixel_size)))
-    tile -= tile % 2
+    tile = next_fast_len(max(16, int(round(cfg.lattice_tile_A / pixel_size))), real=True)
     tile = min(tile, *image.shape)
-    lmap = lattice_power_map(image, pixel_size, tile=tile, stride=max(1, tile // 2))
+    lmap = lattice_power_map(image, pixel_size, tile=tile)
     lmap = np.clip((lmap - cfg.lattice_offset) * cfg.lattice_scale, -2.0, 6.0).astype(np.float32)
     return cv2.resize(lmap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
@@ -57,7 +58,9 @@ def mask_inputs(image: np.ndarray, pixel_size: float, cfg: MaskInputConfig | Non
         raise ValueError(f"expected a 2-D micrograph, got shape {a.shape}")
     if not pixel_size > 0:
         raise ValueError(f"pixel size must be > 0, got {pixel_size}")
-    a = np.nan_to_num(a.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     view = resample_view(a, pixel_size, cfg.pixel_size)
     try:
         view = robust_normalise(view, cfg.clip_sigma)
