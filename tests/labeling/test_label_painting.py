@@ -66,3 +66,32 @@ def test_export_takes_the_most_expert_annotator(app_env, tmp_path):
     csv = pd.read_csv(tmp_path / "out" / "masks.csv")
     mask, _ = read_label_map(tmp_path / "out" / csv["mask"].iloc[0])
     assert (mask == b).all()
+
+
+def test_cli_import_and_export_of_painted_masks(app_env, tmp_path):
+    from click.testing import CliRunner
+
+    from micrograde.flows.cli.main import main
+    from micrograde.pipeline.io.label_maps import write_label_map
+
+    mask = np.zeros((4092, 5760), dtype=np.uint8)
+    mask[100:900, 200:1200] = 4
+    src = tmp_path / "painted.mrc"
+    write_label_map(src, mask, 0.83)
+    ws = str(app_env.ws.root)
+    r = CliRunner().invoke(main, ["masks", "import", str(src), "--workspace", ws, "--micrograph", "mic_002.mrc",
+                                  "--annotator", "dan", "--expertise", "grad"])
+    assert r.exit_code == 0, r.output
+    saved = latest_painted(app_env.ws.root, app_env.ids[2])
+    assert saved.record["annotator"] == "dan" and saved.record["source"] == "import"
+    wrong = tmp_path / "small.mrc"
+    write_label_map(wrong, mask[:10, :10], 0.83)
+    bad = CliRunner().invoke(main, ["masks", "import", str(wrong), "--workspace", ws, "--micrograph", "mic_002.mrc",
+                                    "--annotator", "dan"])
+    assert bad.exit_code == 2 and "shape" in bad.output
+    out = CliRunner().invoke(main, ["masks", "export", "--workspace", ws, "--out", str(tmp_path / "exp")])
+    assert out.exit_code == 0, out.output
+    table = pd.read_csv(tmp_path / "exp" / "masks.csv")
+    assert table["micrograph"].tolist() == ["/data/grid1/mic_002.mrc"]
+    back, _ = read_label_map(tmp_path / "exp" / table["mask"].iloc[0])
+    assert (back == mask).all()

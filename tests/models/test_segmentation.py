@@ -120,3 +120,24 @@ def test_iou_and_mask_resampling():
     assert iou["carbon"] is None
     up = mask_to_full(truth, (8, 8))
     assert up.shape == (8, 8) and (up[:4] == 2).all() and (up[4:] == 0).all()
+
+
+def test_fine_tune_from_a_base_model_records_it(tiny_model, tmp_path):
+    from micrograde.models.segmentation.default import build_mask_model
+    from micrograde.models.segmentation.train import prepare_example
+
+    folder, _ = tiny_model
+    rng = np.random.default_rng(2)
+    image = rng.normal(0, 1, (512, 512)).astype(np.float32)
+    mask = np.zeros((512, 512), dtype=np.uint8)
+    mask[:200, :200] = 2  # a painted blob
+    image[:200, :200] -= 3.0
+    cfg = MaskTrainConfig(steps=2, batch_size=2, crop=64)
+    card = build_mask_model(tmp_path / "facility", cfg, [prepare_example(image, 1.0, mask, cfg.input, "painted")],
+                            base=folder, data_source="painted")
+    assert card["base_model"]["id"] == "tiny" and card["initial_weights"]["source"] == "fine-tuned"
+    base_w = torch.load(folder / MASK_WEIGHTS, weights_only=True)
+    tuned_w = torch.load(tmp_path / "facility" / MASK_WEIGHTS, weights_only=True)
+    key = next(k for k in base_w if k.startswith("segmentation_head"))
+    assert not torch.equal(base_w[key], tuned_w[key])  # trained further
+    assert load_mask_model(tmp_path / "facility", pixel_size=8.0).model_id == "facility"

@@ -89,5 +89,71 @@ def train_cmd(workspace, model_id, masks_csv, base, n_sim, family, steps, seed):
     click.echo(str(folder))
 
 
+@masks_group.command("import")
+@click.argument("mask_file", type=click.Path(exists=True, dir_okay=False))
+@workspace_option
+@click.option("--micrograph", required=True, help="The micrograph it masks: its path as ingested, or its file name.")
+@click.option("--annotator", required=True, help="Who painted it (created with --expertise when new).")
+@click.option("--expertise", type=click.Choice(["undergrad", "grad", "postdoc", "senior-scientist"]), default=None,
+              help="Expertise of a new annotator.")
+def import_cmd(mask_file, workspace, micrograph, annotator, expertise):
+    """Store an MRC label map (codes 0-4) as a painted mask (a new version; nothing is overwritten).
+
+    \b
+    Example:
+      micrograde masks import painted/x.mrc --workspace ws/ --micrograph x.mrc --annotator ana
+    """
+    from micrograde.labeling.annotators import get_annotator, get_or_create_annotator
+    from micrograde.labeling.painted import save_painted
+    from micrograde.pipeline.catalogue.query import micrograph_table
+    from micrograde.pipeline.catalogue.workspace import Workspace
+    from micrograde.pipeline.io.label_maps import read_label_map
+
+    try:
+        mask, _ = read_label_map(mask_file)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    with Workspace.open(workspace) as ws:
+        table = micrograph_table(ws)
+        hit = table[(table["path"] == str(Path(micrograph).resolve())) | (table["path"] == micrograph)
+                    | (table["name"] == micrograph)]
+        if len(hit) != 1:
+            raise InputError(f"--micrograph {micrograph}: {'no' if hit.empty else len(hit)} catalogued micrographs "
+                             "match (give its path as ingested)")
+        row = hit.iloc[0]
+        if mask.shape != (int(row["shape_y"]), int(row["shape_x"])):
+            raise InputError(f"{mask_file}: shape {mask.shape} differs from the micrograph's "
+                             f"{(int(row['shape_y']), int(row['shape_x']))}")
+        try:
+            who = get_or_create_annotator(ws, annotator, expertise) if expertise else get_annotator(ws, annotator)
+        except Exception as exc:  # noqa: BLE001 - unknown annotator, bad name
+            raise InputError(str(exc)) from exc
+        saved = save_painted(ws.root, int(row["id"]), str(row["name"]), mask, float(row["pixel_size"]),
+                             annotator=who.name, annotator_id=who.id, expertise=who.expertise, source="import")
+    click.echo(str(saved.path))
+
+
+@masks_group.command("export")
+@workspace_option
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the masks and masks.csv.")
+def export_cmd(workspace, out):
+    """Write the painted masks (per micrograph: its most expert annotator's latest) as MRC label maps and
+    OUT/masks.csv (micrograph,mask), the input of `masks train --masks-csv`.
+
+    \b
+    Example:
+      micrograde masks export --workspace ws/ --out painted/
+    """
+    from micrograde.labeling.painted import export_painted
+    from micrograde.pipeline.catalogue.query import micrograph_table
+    from micrograde.pipeline.catalogue.workspace import Workspace
+
+    with Workspace.open(workspace) as ws:
+        table = micrograph_table(ws)
+        written = export_painted(ws.root, out, dict(zip(table["id"].astype(int), table["path"], strict=True)))
+    click.echo(f"{len(written)} painted masks written to {out}", err=True)
+    click.echo(str(Path(out) / "masks.csv"))
+
+
 def register(main: click.Group) -> None:
     main.add_command(masks_group)
