@@ -130,3 +130,14 @@ def test_pick_codes_outside_and_margin():
     m = _mask()
     codes = pick_codes(np.array([-5.0, 10.0, 60.0, 199.5]), np.array([5.0, 10.0, 20.0, 99.9]), m, margin_px=0)
     assert codes.tolist() == [-1, CONTAMINATION, 0, CARBON]
+
+
+def test_resample_mask_round_trips_at_pixel_centres():
+    from micrograde.pipeline.masks import resample_mask
+
+    small = np.zeros((48, 64), dtype=np.uint8)
+    small[7, 3:23] = 2  # a one-pixel stroke
+    small[40:, 50:] = 1
+    big = resample_mask(small, (4092, 5760))
+    assert big.shape == (4092, 5760) and set(np.unique(big)) == {0, 1, 2}
+    assert (resample_mask(big, (48, 64)) == small).all()

@@ -19,13 +19,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from micrograde.pipeline.io.atomic import atomic_write_text
 from micrograde.pipeline.io.label_maps import read_label_map, write_label_map
-from micrograde.pipeline.masks import MASK_CLASSES, MASK_DTYPE
+from micrograde.pipeline.masks import MASK_CLASSES, MASK_DTYPE, resample_mask
 
 __all__ = ["PAINTED_DIR", "PaintedMask", "resize_codes", "save_painted", "painted_versions", "latest_painted",
            "export_painted"]
@@ -46,11 +45,8 @@ class PaintedMask:
 
 
 def resize_codes(codes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A label map brought to ``shape`` by nearest-neighbour sampling (codes are never blended)."""
-    codes = np.asarray(codes, dtype=MASK_DTYPE)
-    if codes.shape == tuple(shape):
-        return codes.copy()
-    return cv2.resize(codes, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_NEAREST)
+    """A label map brought to ``shape`` (nearest neighbour at pixel centres; see ``resample_mask``)."""
+    return resample_mask(np.asarray(codes, dtype=MASK_DTYPE), shape)
 
 
 def save_painted(root: str | os.PathLike, micrograph_id: int, micrograph_name: str, mask: np.ndarray,

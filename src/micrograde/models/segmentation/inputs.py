@@ -19,6 +19,7 @@ import numpy as np
 from scipy.fft import next_fast_len
 
 from micrograde.pipeline.config import FrozenModel
+from micrograde.pipeline.masks import resample_mask
 from micrograde.pipeline.signal.lattice import lattice_power_map
 from micrograde.pipeline.signal.normalise import ConstantImageError, robust_normalise
 from micrograde.pipeline.signal.views import resample_view
@@ -71,10 +72,7 @@ def mask_inputs(image: np.ndarray, pixel_size: float, cfg: MaskInputConfig | Non
 
 def mask_to_view(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A full-resolution label map sampled (nearest) onto the view's ``shape``."""
-    m = np.asarray(mask, dtype=np.uint8)
-    if m.shape == tuple(shape):
-        return m.copy()
-    return cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return resample_mask(np.asarray(mask, dtype=np.uint8), shape)
 
 
 def mask_to_full(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
