@@ -15,7 +15,7 @@ from micrograde.flows.masks import compute_masks, write_mask_outputs
 from micrograde.models.segmentation.default import DEFAULT_MASK_MODEL, ensure_default_mask_model, mask_model_dir
 from micrograde.pipeline.io.label_maps import read_label_map
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # trains the default model (minutes)
 
 
 def _ice_ball(image: np.ndarray) -> np.ndarray:
