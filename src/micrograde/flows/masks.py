@@ -78,7 +78,7 @@ def load_run_mask_model(root: Path, model_id: str | None, *, progress: bool = Fa
 
 
 def _stem(row: pd.Series) -> str:
-    stem = Path(str(row["path"])).stem
+    stem = Path(str(row["micrograph"])).stem
     frame = _FRAME_RE.match(str(row.get("name", "")))
     return f"{stem}_{int(frame.group(1)):06d}" if frame else stem
 
@@ -87,14 +87,15 @@ def _read_full(row: pd.Series) -> tuple[np.ndarray, float]:
     from micrograde.pipeline.io.readers import read_micrographs
 
     frame = _FRAME_RE.match(str(row.get("name", "")))
-    raw = read_micrographs(Path(str(row["path"])), pixel_size=float(row["pixel_size"]))
+    raw = read_micrographs(Path(str(row["micrograph"])), pixel_size=float(row["pixel_size"]))
     item = raw[int(frame.group(1)) - 1] if frame else raw[0]
     return item.data, float(item.pixel_size)
 
 
 def compute_masks(model, predictions: pd.DataFrame, *, progress: bool = False
                   ) -> tuple[pd.DataFrame, dict[str, MaskResult]]:
-    """Predictions with ``area_<class>`` and ``usable_area``, and each micrograph's mask (by cache key)."""
+    """Predictions (``micrograph`` = the file path, ``name``, ``pixel_size``, ``cache_key``) with ``area_<class>``
+    and ``usable_area``, and each micrograph's mask (by cache key)."""
     results: dict[str, MaskResult] = {}
     areas = []
     stems: dict[str, int] = {}
