@@ -176,3 +176,44 @@ def test_labelled_table_order_does_not_depend_on_ingest_order(trained):
         table = labelled_table(ws)
     ordered = table.sort_values(["session", "path", "frame"]).reset_index(drop=True)
     assert table["id"].tolist() == ordered["id"].tolist()
+
+
+def test_assess_with_masks_writes_label_maps_areas_and_filtered_picks(trained, tmp_path):
+    """``assess --masks --mask-model --particles``: masks per micrograph, area columns, Masks section,
+    picks filtered; an unmatched pick file is a usage error before any work."""
+    from micrograde.models.segmentation.default import mask_model_dir
+    from micrograde.models.segmentation.store import save_mask_model
+    from micrograde.models.segmentation.train import MaskTrainConfig, simulated_examples, train_mask_model
+    from micrograde.pipeline.io.label_maps import read_label_map
+
+    base, root, truth, _outcome = trained
+    cfg = MaskTrainConfig(steps=2, batch_size=2, crop=64)  # a stand-in model: its masks mean nothing
+    net, card = train_mask_model(cfg, simulated_examples(2, seed=1, family="a", cfg=cfg.input), model_id="tiny")
+    save_mask_model(mask_model_dir(root, "tiny"), net, card)
+    held = truth[truth["session"] == HELD_OUT]
+    first = held["micrograph"].iloc[0].split("/")[-1][:-4]
+    box = tmp_path / f"{first}.box"
+    box.write_text("".join(f"{x}\t{y}\t64\t64\n" for x, y in [(10, 10), (400, 300), (900, 900), (5000, 5000)]))
+    n_reports = len(list((root / "reports").iterdir()))
+    stray = tmp_path / "nowhere_0001.box"
+    stray.write_text("1\t1\t10\t10\n")
+    refused = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root), "--masks",
+                                        "--mask-model", "tiny", "--particles", str(stray)])
+    assert refused.exit_code == 2 and "nowhere_0001" in refused.output
+    assert len(list((root / "reports").iterdir())) == n_reports
+    result = CliRunner().invoke(main, ["assess", str(base / "sim" / HELD_OUT), "--workspace", str(root), "--masks",
+                                       "--mask-model", "tiny", "--particles", str(box)])
+    assert result.exit_code == 0, result.output
+    report_dir = root / "reports" / result.output.strip().splitlines()[-1].split("/")[-1]
+    pred = pd.read_csv(report_dir / "predictions.csv")
+    areas = ["area_carbon", "area_contamination", "area_crystalline", "area_empty"]
+    assert np.allclose(pred[areas].sum(axis=1) + pred["usable_area"], 1.0, atol=1e-4)
+    masks = sorted((report_dir / "masks").glob("*.mrc"))
+    assert len(masks) == len(held)
+    mask, pixel_size = read_label_map(report_dir / "masks" / f"{first}.mrc")
+    assert pixel_size == pytest.approx(0.95) and mask.shape == (1024, 1024)
+    assert 'id="masks"' in (report_dir / "report.html").read_text()
+    summary = pd.read_csv(report_dir / "particles_summary.csv")
+    assert summary["picks"].tolist() == [4] and summary["outside"].tolist() == [1]
+    kept = (report_dir / "particles_selected.box").read_text().splitlines()
+    assert len(kept) == summary["kept"].iloc[0]

@@ -56,6 +56,10 @@ class AssessConfig(FrozenModel):
     report_name: str | None = Field(None, description="stable folder under reports/ (a rolling report)")
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
+    masks: bool = Field(False, description="predict masks: masks/<stem>.mrc, area_<class> and usable_area")
+    mask_model: str | None = Field(None, description="mask model id under mask_models/ (default: built on first use)")
+    particles: tuple[str, ...] = Field((), description="pick/particle files to filter by the masks (imply masks)")
+    particle_margin: float = Field(0.0, ge=0, description="also remove picks within this distance (A) of a mask")
 
 
 @dataclass
@@ -89,9 +93,21 @@ def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConf
     return table, predictor.card, n_cached
 
 
+@task(name="masks", cache_policy=NO_CACHE)
+def masks_task(ctx: RunContext, predictions: pd.DataFrame, cfg: AssessConfig):
+    """Masks of every assessed micrograph, with one load of the mask model."""
+    from micrograde.flows.masks import check_particle_inputs, compute_masks, load_run_mask_model
+
+    if cfg.particles:  # names checked against the assessed micrographs before the masks are computed
+        check_particle_inputs(cfg.particles, list(predictions["micrograph"]))
+    model = load_run_mask_model(ctx.workspace().root, cfg.mask_model, progress=ctx.progress)
+    predictions, results = compute_masks(model, predictions, progress=ctx.progress)
+    return predictions, results, model.card
+
+
 @task(name="write-report", cache_policy=NO_CACHE)
 def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dict, rejects: pd.DataFrame,
-                run_info: dict, warnings: list, cfg: AssessConfig):
+                run_info: dict, warnings: list, cfg: AssessConfig, mask_results: dict | None = None):
     """Write the report folder ``reports/<name>/`` (one writer at a time, published in one step) and record the run."""
     from micrograde.pipeline.report.outputs import write_outputs
 
@@ -100,6 +116,9 @@ def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dic
     def get_images(key: str):
         entry = load_entry(ws.cache_dir, key)
         return entry["thumbnail"], entry["spectrum"]
+
+    def get_masks(key: str):
+        return load_entry(ws.cache_dir, key)["thumbnail"], mask_results[key].view
 
     report_dir, staging = ws.reports_dir / name, ws.root / ".staging"
 
@@ -111,7 +130,13 @@ def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dic
         with staged_folder(report_dir, staging) as folder:
             files = write_outputs(folder, predictions, card=card, rejects=rejects, get_images=get_images,
                                   run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,
-                                  cs=cfg.cs, include_medium=cfg.include_medium)
+                                  cs=cfg.cs, include_medium=cfg.include_medium,
+                                  get_masks=get_masks if mask_results is not None else None)
+            if mask_results is not None:
+                from micrograde.flows.masks import write_mask_outputs
+
+                write_mask_outputs(folder, predictions, mask_results, particles=cfg.particles,
+                                   margin_A=cfg.particle_margin)
         with ws.transaction() as s:
             s.add(AssessRun(id=run_info["run_id"], model_id=run_info["model_id"], report_dir=str(report_dir),
                             command=ctx.command, n_micrographs=len(predictions)))
@@ -159,6 +184,9 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         import_ctf_task(ctx, cfg.star, cfg.cs, sorted(set(ids)), strict=False)
     predictions, card, n_cached = predict_task(ctx, model_id, sorted(set(ids)), cfg)
     warnings = ood_warnings(predictions, card)
+    mask_results = None
+    if cfg.masks or cfg.particles:
+        predictions, mask_results, mask_card = masks_task(ctx, predictions, cfg)
     run_id = new_run_id("assess-")
     run_info = {
         "run_id": run_id,
@@ -169,8 +197,10 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         "model_id": model_id,
         "host": platform.node(),
     }
+    if mask_results is not None:
+        run_info["mask_model"] = f"{mask_card.get('id')} (weights sha256 {mask_card['files']['weights']['sha256'][:12]})"
     report_dir, files = report_task(ctx, cfg.report_name or run_id, predictions, card, rejects, run_info, warnings,
-                                    cfg)
+                                    cfg, mask_results)
     return AssessOutcome(run_id, report_dir, len(predictions), files.counts, [w.message for w in warnings],
                          files.unmatched, n_cached, n_rejected)
 

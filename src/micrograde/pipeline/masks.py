@@ -45,6 +45,7 @@ __all__ = [
     "area_column",
     "compose_mask",
     "area_fractions",
+    "resample_mask",
 ]
 
 
@@ -112,3 +113,19 @@ def area_fractions(mask: np.ndarray) -> dict[str, float]:
         raise ValueError(f"mask holds codes above {len(MASK_CLASSES) - 1}: {np.flatnonzero(counts)[-1]}")
     return {area_column(name): float(counts[MASK_CODES[name]]) / mask.size for name in DEFECT_CLASSES}
 
+
+
+def resample_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` brought to ``shape`` by nearest-neighbour sampling at pixel centres (codes are never
+    blended). Upsampling then downsampling by the same factors gives the original back."""
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"expected a 2-D mask, got shape {m.shape}")
+    h, w = int(shape[0]), int(shape[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"target shape must be positive, got {shape}")
+    if (h, w) == m.shape:
+        return m.astype(MASK_DTYPE, copy=True)
+    rows = np.minimum(((np.arange(h) + 0.5) * (m.shape[0] / h)).astype(np.int64), m.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * (m.shape[1] / w)).astype(np.int64), m.shape[1] - 1)
+    return m.astype(MASK_DTYPE, copy=False)[rows[:, None], cols[None, :]]

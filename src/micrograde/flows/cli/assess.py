@@ -29,6 +29,14 @@ __all__ = ["register"]
 @db_option
 @click.option("--model", "model_id", default=None, help="Model id (default: the workspace's latest).")
 @ctf_options
+@click.option("--masks", is_flag=True,
+              help="Predict masks of bad regions: REPORT/masks/<stem>.mrc, area_<class> and usable_area columns.")
+@click.option("--mask-model", default=None,
+              help="Mask model id under WORKSPACE/mask_models/ (default: 'default', trained on first use).")
+@click.option("--particles", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Picks to filter by the masks (.star, .cs, .box, .txt; repeatable): REPORT/particles_selected.<ext>.")
+@click.option("--particle-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Also remove picks within this distance (A) of a masked region.")
 @click.option("--include-medium", is_flag=True, help="Select good and medium micrographs (default: good only).")
 @threshold_option
 @click.option("--assess-session", "sessions", multiple=True,
@@ -37,8 +45,8 @@ __all__ = ["register"]
               help="Base URL of the labelling app: gallery items link there for review ('' for none).")
 @ingest_options
 @dask_options
-def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thresholds, sessions, review_url,
-               workers, dask_address, dask_workers, **params):
+def assess_cmd(sources, workspace, db, model_id, star, cs, masks, mask_model, particles, particle_margin,
+               include_medium, thresholds, sessions, review_url, workers, dask_address, dask_workers, **params):
     """Grade micrographs good / medium / bad and print the report folder.
 
     SOURCES (files, folders, globs) are ingested first when new (same rules and quarantine as
@@ -48,6 +56,7 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
     \b
     Example:
       micrograde assess /data/grid8/ --workspace ws/ --star micrographs_ctf.star --threshold good=0.7
+      micrograde assess /data/grid8/ --workspace ws/ --masks --particles autopick.star --particle-margin 50
     """
     if not sources and not sessions:
         raise click.UsageError("give micrograph files/folders to assess, or --assess-session NAME")
@@ -67,9 +76,11 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
 
     cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
                        include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
-                       sessions=tuple(sessions) or None)
+                       sessions=tuple(sessions) or None, masks=masks, mask_model=mask_model,
+                       particles=tuple(particles), particle_margin=particle_margin)
     try:  # every input before any work: nothing ingested, no report folder, no Prefect run
         check_assess_inputs(ctx.workspace(), cfg)
+        _check_mask_inputs(ctx.root, cfg, sources)
     except AssessInputError as exc:
         raise InputError(str(exc)) from exc
     except (ModelNotFoundError, ModelLoadError, ModelCardMismatch) as exc:
@@ -93,6 +104,32 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, include_medium, thres
         click.echo("note: without --star, selected.star has only the optics micrograde knows (pixel size; voltage "
                    "where a header, session.json or --voltage gave it), no Cs or amplitude contrast", err=True)
     click.echo(str(outcome.report_dir))
+
+
+def _check_mask_inputs(root, cfg, sources) -> None:
+    """The mask model (when named) and the particle files, before any work (AssessInputError: exit 2)."""
+    from pathlib import Path
+
+    from micrograde.flows.inputs import AssessInputError
+    from micrograde.flows.masks import ParticleInputError, check_particle_inputs
+
+    if cfg.mask_model:
+        from micrograde.models.checkpoint import ModelLoadError, read_card
+        from micrograde.models.segmentation.default import mask_model_dir
+        from micrograde.models.segmentation.inputs import MaskInputConfig
+        from micrograde.models.segmentation.store import check_mask_card
+
+        try:
+            check_mask_card(read_card(mask_model_dir(Path(root), cfg.mask_model)), pixel_size=MaskInputConfig().pixel_size)
+        except (ModelLoadError, ValueError) as exc:
+            raise AssessInputError(f"--mask-model {cfg.mask_model}: {exc}") from exc
+    if cfg.particles:
+        from micrograde.pipeline.io.discover import discover
+
+        try:
+            check_particle_inputs(cfg.particles, [str(p) for p in discover(sources)] if sources else None)
+        except ParticleInputError as exc:
+            raise AssessInputError(str(exc)) from exc
 
 
 def register(main: click.Group) -> None:

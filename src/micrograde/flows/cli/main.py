@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "micrograde.flows.cli.augment",
     "micrograde.flows.cli.train",
     "micrograde.flows.cli.assess",
+    "micrograde.flows.cli.masks",
     "micrograde.flows.cli.label",
     "micrograde.flows.cli.facility",
 )

@@ -302,6 +302,9 @@ def create_app(
         ann = store.undo(ws, body.annotation_id, row.id, source=source)
         return {**_ann(ann), "undone": body.annotation_id, **progress(row.id)}
 
+    from micrograde.labeling.web.painting import add_painting_routes
+
+    add_painting_routes(app, ws, auth)
     return app
 
 

@@ -98,6 +98,7 @@ def write_outputs(
     star: str | Path | None = None,
     cs: str | Path | None = None,
     include_medium: bool = False,
+    get_masks: Callable | None = None,
 ) -> OutputFiles:
     """Write every file of an assessment into ``report_dir`` (each atomically)."""
     report_dir = Path(report_dir)
@@ -118,7 +119,7 @@ def write_outputs(
         selection_paths_csv(report_dir / "selected_micrographs.csv", predictions, include_medium)
         cryosparc.append(report_dir / "selected_micrographs.csv")
     html = build_report(predictions, card=card, rejects=rejects, get_images=get_images, run_info=run_info,
-                        warnings=list(warnings), review_url=review_url)
+                        warnings=list(warnings), review_url=review_url, get_masks=get_masks)
     report = write_report(report_dir, html)
     counts = {lab: int((predictions["label"] == lab).sum()) for lab in LABELS}
     return OutputFiles(report, csv_path, pq_path, star_path, cryosparc, unmatched, counts)

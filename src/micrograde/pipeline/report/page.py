@@ -99,6 +99,8 @@ def _stamp(run_info: Mapping | None) -> list[tuple[str, str]]:
         ("inputs digest", info.get("inputs_digest")),
     ]
     stamp = [(k, fmt(v)) for k, v in fields]
+    if info.get("mask_model"):
+        stamp.append(("mask model", str(info["mask_model"])))
     cmd = info.get("command_line")
     if cmd:
         stamp.append(("command", " ".join(map(str, cmd)) if isinstance(cmd, list | tuple) else str(cmd)))
@@ -116,6 +118,7 @@ def build_report(
     warnings: Sequence = (),
     review_url: str | None = None,
     gallery_per_class: int = 24,
+    get_masks=None,
 ) -> str:
     """The report page as one HTML string (see the module docstring for its contents).
 
@@ -123,7 +126,8 @@ def build_report(
     a failing call shows a placeholder. ``metrics`` overrides the metrics computed from the
     ``consensus`` column. ``review_url`` is the labelling app's base URL; each gallery item links to
     ``{review_url}/micrograph/{micrograph_id}?review=1``. ``card`` is the model card (its
-    ``evaluation`` block fills the out-of-fold section).
+    ``evaluation`` block fills the out-of-fold section). With a ``usable_area`` column (``--masks``) a
+    Masks section follows the galleries; ``get_masks(cache_key) -> (thumbnail, mask)`` supplies its overlays.
     """
     _check(predictions)
     predictions = predictions.reset_index(drop=True)
@@ -142,6 +146,12 @@ def build_report(
         "evaluation": evaluation_view(predictions, metrics),
         "model": model_view(card),
     }
+    sections = list(SECTIONS)
+    if "usable_area" in predictions.columns:
+        from micrograde.pipeline.report.masks import masks_view
+
+        views["masks"] = masks_view(predictions, get_masks)
+        sections.insert(SECTION_IDS.index("scores"), ("masks", "Masks", "masks.html.j2"))
     run_id = (run_info or {}).get("run_id")
     return render(
         "report.html.j2",
@@ -150,7 +160,7 @@ def build_report(
             "stamp": _stamp(run_info),
             "total": len(predictions),
             "sections": [
-                {"sid": sid, "nav": nav, "template": template, "view": views[sid]} for sid, nav, template in SECTIONS
+                {"sid": sid, "nav": nav, "template": template, "view": views[sid]} for sid, nav, template in sections
             ],
         },
     )
