@@ -30,6 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,7 @@ class ParticleFile:
     fractions: bool = False
     star_blocks: dict = field(default_factory=dict)
     star_block: str | None = None
-    dataset: object = None
+    dataset: Any = None  # a cryosparc.dataset.Dataset for .cs files
     lines: list[str] = field(default_factory=list)  # box/txt: the data lines (one per pick)
     header: list[str] = field(default_factory=list)  # box/txt: comment lines before the data
 
@@ -137,7 +138,10 @@ def _read_cs(path: Path) -> ParticleFile:
 
 
 def _read_text(path: Path, kind: str) -> ParticleFile:
-    header, lines, xs, ys = [], [], [], []
+    header: list[str] = []
+    lines: list[str] = []
+    xs: list[float] = []
+    ys: list[float] = []
     for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
         parts = raw.split()
         if not parts:

@@ -35,7 +35,7 @@ def overlay(thumbnail: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.
     h, w = grey.shape[:2]
     m = np.asarray(mask, dtype=np.uint8)
     if m.shape != (h, w):
-        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+        m = np.asarray(cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST), dtype=np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
     for code, colour in MASK_COLOURS.items():
         sel = m == code
@@ -58,7 +58,7 @@ def usable_area_histogram(predictions: pd.DataFrame, bins: int = 20) -> bytes:
     if values.empty:
         _empty(ax, "no masks")
     else:
-        ax.hist(values, bins=np.linspace(0, 1, bins + 1), color="#4a7", edgecolor="#264")
+        ax.hist(values, bins=list(np.linspace(0, 1, bins + 1)), color="#4a7", edgecolor="#264")
         ax.set_xlabel("usable area (fraction of the micrograph)")
         ax.set_ylabel("micrographs")
         ax.set_title(f"Usable area ({len(values)} micrographs, median {values.median():.2f})", fontsize=10)
