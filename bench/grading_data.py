@@ -23,8 +23,8 @@ __all__ = ["prepare_family", "macro_f1", "draw_labels", "grade", "SEEDS"]
 SEEDS = {"a": 7, "b": 8}
 
 
-def _preprocess_one(args: tuple[str, str, str, float | None]) -> str:
-    path, cache_dir, key, dose = args
+def _preprocess_one(args: tuple[str, str, str, float | None, float]) -> str:
+    path, cache_dir, key, dose, pixel_size = args
     from micrograde.pipeline.catalogue.cache import entry_arrays, has_entry, save_entry
     from micrograde.pipeline.config import PreprocessConfig
     from micrograde.pipeline.io.readers import read_micrographs
@@ -32,7 +32,9 @@ def _preprocess_one(args: tuple[str, str, str, float | None]) -> str:
 
     if has_entry(Path(cache_dir), key):
         return key
-    raw = read_micrographs(Path(path))[0]
+    # the pixel size as a user gives it (--pixel-size): family b writes one session as TIFF files,
+    # whose resolution tags are a print resolution, not a pixel size
+    raw = read_micrographs(Path(path), pixel_size=pixel_size)[0]
     out = preprocess(raw.data, raw.pixel_size, PreprocessConfig(), dose=dose)
     save_entry(Path(cache_dir), key, **entry_arrays(out))
     return key
@@ -60,7 +62,8 @@ def prepare_family(root: Path, family: str, n: int, *, workers: int = 2) -> pd.D
         meta = Path(p).parent / "session.json"
         doses[p] = json.loads(meta.read_text()).get("dose") if meta.is_file() else None
     cache = root / "cache"
-    jobs = [(p, str(cache), k, doses[p]) for p, k in zip(truth["path"], truth["cache_key"], strict=True)]
+    jobs = [(p, str(cache), k, doses[p], float(px))
+            for p, k, px in zip(truth["path"], truth["cache_key"], truth["pixel_size"], strict=True)]
     with ProcessPoolExecutor(workers) as ex:
         list(tqdm(ex.map(_preprocess_one, jobs, chunksize=4), total=len(jobs), desc=f"preprocess {family}",
                   leave=False))
