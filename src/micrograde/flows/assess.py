@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from micrograde.flows.ingest import ingest_flow
 from micrograde.flows.inputs import check_assess_inputs
 from micrograde.flows.runners import subflow
 
-__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess"]
+__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks"]
 
 
 class NothingToAssessError(LookupError):
@@ -56,6 +56,8 @@ class AssessConfig(FrozenModel):
     report_name: str | None = Field(None, description="stable folder under reports/ (a rolling report)")
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
+    chunk_size: int = Field(256, ge=1, description="micrographs graded and written per chunk: an assessment's "
+                            "memory depends on it, not on the number of micrographs")
 
 
 @dataclass
@@ -70,32 +72,50 @@ class AssessOutcome:
     n_rejected: int = 0
 
 
-@task(name="predict", cache_policy=NO_CACHE)
-def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConfig):
-    from micrograde.labeling.consensus import consensus_table
+def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consensus: pd.DataFrame | None = None,
+                   counts: dict | None = None) -> Iterator[pd.DataFrame]:
+    """The predictions table of micrographs ``ids``, ``cfg.chunk_size`` micrographs at a time (in id order).
+
+    Each chunk reads its own catalogue rows and cached inputs and is dropped by the caller before
+    the next is made, so no per-micrograph data of the whole run is held here. ``counts`` (when
+    given) gains ``n_cached``: predictions found in the model's prediction cache.
+    """
     from micrograde.models.batch_predict import predict_cached
-    from micrograde.models.grading.grader import load_grader
     from micrograde.models.infer import apply_thresholds
     from micrograde.pipeline.report.outputs import prediction_table
 
+    thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
+    ids = list(ids)
+    for start in range(0, len(ids), cfg.chunk_size):
+        rows = micrograph_table(ws, ids[start : start + cfg.chunk_size])
+        probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
+                                         num_workers=cfg.num_workers, progress=False)
+        if counts is not None:
+            counts["n_cached"] = counts.get("n_cached", 0) + n_cached
+        labels, confidence = apply_thresholds(probs, thresholds)
+        table = prediction_table(rows, probs, labels, confidence, consensus)
+        del rows, probs, labels, confidence
+        yield table
+
+
+@task(name="predict-and-report", cache_policy=NO_CACHE)
+def report_task(ctx: RunContext, name: str, model_id: str, ids: list[int], rejects: pd.DataFrame, run_info: dict,
+                cfg: AssessConfig):
+    """Grade ``ids`` chunk by chunk into the report folder ``reports/<name>/`` (one writer at a time,
+    built aside and published in one step), then write the report page and the selection files
+    and record the run. ``predictions.csv``/``.parquet`` are appended per chunk; only the report
+    columns of each micrograph stay in memory (:mod:`micrograde.pipeline.report.stream`)."""
+    from tqdm.auto import tqdm
+
+    from micrograde.labeling.consensus import consensus_table
+    from micrograde.models.grading.grader import load_grader
+    from micrograde.pipeline.report.ood import ood_warnings
+    from micrograde.pipeline.report.outputs import write_outputs
+    from micrograde.pipeline.report.stream import PredictionSink
+
     ws = ctx.workspace()
     predictor = load_grader(ws.models_dir / model_id)
-    rows = micrograph_table(ws, ids)
-    probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                     num_workers=cfg.num_workers, progress=ctx.progress)
-    thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
-    labels, confidence = apply_thresholds(probs, thresholds)
-    table = prediction_table(rows, probs, labels, confidence, consensus_table(ws))
-    return table, predictor.card, n_cached
-
-
-@task(name="write-report", cache_policy=NO_CACHE)
-def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dict, rejects: pd.DataFrame,
-                run_info: dict, warnings: list, cfg: AssessConfig):
-    """Write the report folder ``reports/<name>/`` (one writer at a time, published in one step) and record the run."""
-    from micrograde.pipeline.report.outputs import write_outputs
-
-    ws = ctx.workspace()
+    consensus = consensus_table(ws)
 
     def get_images(key: str):
         entry = load_entry(ws.cache_dir, key)
@@ -106,16 +126,30 @@ def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dic
     def lock_of(folder: str) -> Path:
         return ws.root / ".locks" / f"report-{folder}.lock"
 
+    counts: dict[str, int] = {}
     with file_lock(lock_of(name)):
         remove_stale(staging, name, lock_of)
         with staged_folder(report_dir, staging) as folder:
-            files = write_outputs(folder, predictions, card=card, rejects=rejects, get_images=get_images,
+            sink = PredictionSink(folder)
+            try:
+                with tqdm(total=len(ids), desc="predict", unit="micrograph", disable=not ctx.progress) as bar:
+                    for chunk in predict_chunks(ws, predictor, ids, cfg, consensus, counts):
+                        sink.add(chunk)
+                        bar.update(len(chunk))
+                        del chunk
+                table = sink.close()
+            except BaseException:
+                sink.abort()
+                raise
+            warnings = ood_warnings(table, predictor.card)
+            run_info = {**run_info, "inputs_digest": digest_of(sorted(table["cache_key"]))}
+            files = write_outputs(folder, table, card=predictor.card, rejects=rejects, get_images=get_images,
                                   run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,
-                                  cs=cfg.cs, include_medium=cfg.include_medium)
+                                  cs=cfg.cs, include_medium=cfg.include_medium, predictions_written=True)
         with ws.transaction() as s:
             s.add(AssessRun(id=run_info["run_id"], model_id=run_info["model_id"], report_dir=str(report_dir),
-                            command=ctx.command, n_micrographs=len(predictions)))
-    return report_dir, files
+                            command=ctx.command, n_micrographs=len(table)))
+    return report_dir, files, len(table), [w.message for w in warnings], counts.get("n_cached", 0)
 
 
 def _assess_name() -> str:
@@ -129,8 +163,6 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
 
     With no sources, ``cfg.sessions`` chooses catalogued micrographs (the facility's session reports).
     """
-    from micrograde.pipeline.report.ood import ood_warnings
-
     cfg = cfg or AssessConfig()
     ws = ctx.workspace()
     model_id = check_assess_inputs(ws, cfg)
@@ -155,22 +187,18 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         n_rejected = len(rejects)
     if not ids:
         raise NothingToAssessError("no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else ""))
-    predictions, card, n_cached = predict_task(ctx, model_id, sorted(set(ids)), cfg)
-    warnings = ood_warnings(predictions, card)
     run_id = new_run_id("assess-")
     run_info = {
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "micrograde_version": __version__,
         "command_line": ctx.command or "",
-        "inputs_digest": digest_of(sorted(predictions["cache_key"])),
         "model_id": model_id,
         "host": platform.node(),
     }
-    report_dir, files = report_task(ctx, cfg.report_name or run_id, predictions, card, rejects, run_info, warnings,
-                                    cfg)
-    return AssessOutcome(run_id, report_dir, len(predictions), files.counts, [w.message for w in warnings],
-                         files.unmatched, n_cached, n_rejected)
+    report_dir, files, n, warnings, n_cached = report_task(ctx, cfg.report_name or run_id, model_id,
+                                                           sorted(set(ids)), rejects, run_info, cfg)
+    return AssessOutcome(run_id, report_dir, n, files.counts, warnings, files.unmatched, n_cached, n_rejected)
 
 
 def model_preprocess(model_dir: Path) -> PreprocessConfig:

@@ -84,11 +84,20 @@ def write_outputs(
     star: str | Path | None = None,
     cs: str | Path | None = None,
     include_medium: bool = False,
+    predictions_written: bool = False,
 ) -> OutputFiles:
-    """Write every file of an assessment into ``report_dir`` (each atomically)."""
+    """Write every file of an assessment into ``report_dir`` (each atomically).
+
+    ``predictions_written``: ``predictions.csv``/``.parquet`` are already there (streamed chunk by
+    chunk, :class:`~micrograde.pipeline.report.stream.PredictionSink`); ``predictions`` then needs only
+    the report columns.
+    """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, pq_path = write_predictions(report_dir, predictions)
+    if predictions_written:
+        csv_path, pq_path = report_dir / "predictions.csv", report_dir / "predictions.parquet"
+    else:
+        csv_path, pq_path = write_predictions(report_dir, predictions)
     star_in = read_star(star) if star else None
     blocks, unmatched = selection_star(predictions, include_medium=include_medium, star=star_in)
     star_path = report_dir / "selected.star"

@@ -1,0 +1,105 @@
+"""Bounded memory of assess (issue 14): predictions, catalogue rows and report material in chunks.
+
+A few hundred tiny micrographs are assessed in chunks of 16: every input gets its row, at most one
+chunk of the predictions table is alive at any moment (each is dropped before the next is made),
+and every file of the report folder is the same as with one chunk for the whole run.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_io import write_mrc
+
+from micrograde.flows.context import RunContext
+
+N_FILES = 240
+CHUNK = 16
+
+
+@pytest.fixture(scope="module")
+def tiny_workspace(prefect_harness, tmp_path_factory):
+    """N_FILES tiny noise micrographs in two session folders, ingested, labelled and a baseline grader trained."""
+    from micrograde.flows.ingest import ingest_flow
+    from micrograde.flows.runners import make_task_runner
+    from micrograde.flows.train import train_flow
+    from micrograde.labeling.store import import_labels
+    from micrograde.models.grading import GraderConfig
+
+    base = tmp_path_factory.mktemp("chunks")
+    src = base / "src"
+    rng = np.random.default_rng(14)
+    labels = []
+    for i in range(N_FILES):
+        folder = src / f"session_{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = rng.normal(size=(128, 128)).astype(np.float32) * (1 + i % 3)
+        path = folder / f"mic_{i:04d}.mrc"
+        write_mrc(path, data, voxel_size=1.0)
+        labels.append({"micrograph": str(path.resolve()), "label": ("good", "medium", "bad")[i % 3]})
+    root = base / "ws"
+    ctx = RunContext(root=root, command="test")
+    summary = ingest_flow.with_options(task_runner=make_task_runner(threads=2))([str(src)], ctx)
+    assert summary.usable == N_FILES and summary.rejected == 0
+    csv = base / "labels.csv"
+    pd.DataFrame(labels[:30]).to_csv(csv, index=False)
+    import_labels(ctx.workspace(), csv, "ana", "senior-scientist")
+    model_id = train_flow(ctx, GraderConfig(heads=("baseline",), finetune="never")).model_id
+    return root, src, model_id
+
+
+def _html(folder: Path) -> str:
+    text = (folder / "report.html").read_text()
+    return re.sub(r"assess-[0-9A-Za-z_-]+|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+0-9:]*", "X", text)
+
+
+def _star(folder: Path) -> str:
+    return re.sub(r"(?m)^# Created by .*$", "", (folder / "selected.star").read_text())
+
+
+def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one_chunk(tiny_workspace, monkeypatch):
+    import micrograde.flows.assess as assess
+    from micrograde.flows.assess import AssessConfig, assess_flow
+
+    root, src, model_id = tiny_workspace
+    real = assess.predict_chunks
+    live: set[int] = set()
+    seen = {"chunks": 0, "most_alive": 0, "rows": 0}
+
+    def counted(*args, **kwargs):
+        for i, chunk in enumerate(real(*args, **kwargs)):
+            seen["most_alive"] = max(seen["most_alive"], len(live) + 1)
+            live.add(i)
+            weakref.finalize(chunk, live.discard, i)
+            seen["chunks"] += 1
+            seen["rows"] += len(chunk)
+            yield chunk
+            del chunk
+
+    monkeypatch.setattr(assess, "predict_chunks", counted)
+    chunked = assess_flow([str(src)], RunContext(root=root), None, AssessConfig(model_id=model_id, chunk_size=CHUNK))
+    assert seen["chunks"] == -(-N_FILES // CHUNK) and seen["rows"] == N_FILES
+    assert seen["most_alive"] == 1, "a chunk of predictions was still alive when the next was made"
+    assert not live, "every chunk was released"
+    monkeypatch.setattr(assess, "predict_chunks", real)
+
+    whole = assess_flow([str(src)], RunContext(root=root), None, AssessConfig(model_id=model_id, chunk_size=10_000))
+    assert chunked.n_micrographs == whole.n_micrographs == N_FILES
+    assert chunked.counts == whole.counts and sum(chunked.counts.values()) == N_FILES
+    a, b = chunked.report_dir, whole.report_dir
+    csv_a = pd.read_csv(a / "predictions.csv")
+    assert len(csv_a) == N_FILES and csv_a["micrograph"].is_unique
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "predictions.parquet"), pd.read_parquet(b / "predictions.parquet"))
+    pq = pd.read_parquet(a / "predictions.parquet")
+    assert list(pq["micrograph"]) == list(csv_a["micrograph"])
+    np.testing.assert_allclose(pq["p_good"].to_numpy(), csv_a["p_good"].to_numpy())
+    assert (a / "selected_micrographs.csv").read_bytes() == (b / "selected_micrographs.csv").read_bytes()
+    assert _star(a) == _star(b) and "mic_" in _star(a)
+    assert _html(a) == _html(b)
+    assert f'data-count="{N_FILES}"' in (a / "report.html").read_text()
