@@ -25,9 +25,9 @@ CHUNK = 16
 @pytest.fixture(scope="module")
 def tiny_workspace(prefect_harness, tmp_path_factory):
     """N_FILES tiny noise micrographs in two session folders, ingested, labelled and a baseline grader trained."""
-    from micrograde.flows.ingest import ingest_flow
-    from micrograde.flows.runners import make_task_runner
     from micrograde.flows.train import train_flow
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.config import IngestConfig
     from micrograde.labeling.store import import_labels
     from micrograde.models.grading import GraderConfig
 
@@ -44,8 +44,10 @@ def tiny_workspace(prefect_harness, tmp_path_factory):
         labels.append({"micrograph": str(path.resolve()), "label": ("good", "medium", "bad")[i % 3]})
     root = base / "ws"
     ctx = RunContext(root=root, command="test")
-    summary = ingest_flow.with_options(task_runner=make_task_runner(threads=2))([str(src)], ctx)
-    assert summary.usable == N_FILES and summary.rejected == 0
+    ws = ctx.workspace()
+    for item in labels:  # the library step (no task per file: quicker); the flows below are the real ones
+        outcome = ingest_file(ws, item["micrograph"], IngestConfig())
+        assert outcome.ingested == 1, outcome
     csv = base / "labels.csv"
     pd.DataFrame(labels[:30]).to_csv(csv, index=False)
     import_labels(ctx.workspace(), csv, "ana", "senior-scientist")
@@ -82,13 +84,16 @@ def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one
             del chunk
 
     monkeypatch.setattr(assess, "predict_chunks", counted)
-    chunked = assess_flow([str(src)], RunContext(root=root), None, AssessConfig(model_id=model_id, chunk_size=CHUNK))
+    sessions = ("session_0", "session_1")
+    chunked = assess_flow([], RunContext(root=root), None,
+                          AssessConfig(model_id=model_id, chunk_size=CHUNK, sessions=sessions))
     assert seen["chunks"] == -(-N_FILES // CHUNK) and seen["rows"] == N_FILES
     assert seen["most_alive"] == 1, "a chunk of predictions was still alive when the next was made"
     assert not live, "every chunk was released"
     monkeypatch.setattr(assess, "predict_chunks", real)
 
-    whole = assess_flow([str(src)], RunContext(root=root), None, AssessConfig(model_id=model_id, chunk_size=10_000))
+    whole = assess_flow([], RunContext(root=root), None,
+                        AssessConfig(model_id=model_id, chunk_size=10_000, sessions=sessions))
     assert chunked.n_micrographs == whole.n_micrographs == N_FILES
     assert chunked.counts == whole.counts and sum(chunked.counts.values()) == N_FILES
     a, b = chunked.report_dir, whole.report_dir

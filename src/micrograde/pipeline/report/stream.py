@@ -8,8 +8,8 @@ wider per-micrograph columns, such as feature values, go to the files only).
 
 The files are the same whatever the chunk size: columns in :func:`~.page.prediction_frame` order
 (every chunk must have the same columns), floats written one by one, and time stamps written per
-value (ISO 8601, microseconds only where there are some) rather than in a format pandas would
-choose for the whole column.
+value (ISO 8601 with microseconds, e.g. ``2026-03-01 10:00:00.000000+00:00``) rather than in a
+format pandas would choose for the whole column.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ REPORT_COLUMNS: tuple[str, ...] = (*PREDICTION_COLUMNS, "voltage_kv")
 def _stamp_text(value) -> str:
     if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
         return ""
-    return pd.Timestamp(value).isoformat(sep=" ")
+    return pd.Timestamp(value).isoformat(sep=" ", timespec="microseconds")
 
 
 class PredictionSink:
