@@ -32,7 +32,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from micrograde.pipeline.signal.scores import SCORE_COLUMNS
-from micrograde.pipeline.signal.fourier import resample_to_pixel_size
+from micrograde.pipeline.signal.fourier import resample_to_pixel_size, shape_at_pixel_size
 from micrograde.pipeline.signal.spectrum import PowerSpectrum
 
 __all__ = [
@@ -233,7 +233,15 @@ def quality_measures(
     src, src_ps = (img, pixel_size)
     if coarse is not None and coarse[1] <= DIRECTION_PIXEL_A * (1 + 1e-6):
         src, src_ps = coarse
-    directional_src, directional_ps = resample_to_pixel_size(src, src_ps, DIRECTION_PIXEL_A)
+    direction_shape = shape_at_pixel_size(np.shape(img), pixel_size, DIRECTION_PIXEL_A)
+    if coarse is not None and src is img and pixel_size < DIRECTION_PIXEL_A and np.shape(coarse[0]) == direction_shape:
+        # the coarse image IS the crop of ``img`` that resampling would make (a hair coarser than
+        # DIRECTION_PIXEL_A by the rounding of its shape): the same array, without a second full FFT
+        h, w = np.shape(img)
+        directional_src = np.asarray(coarse[0], dtype=np.float32)
+        directional_ps = float(pixel_size * 0.5 * (h / direction_shape[0] + w / direction_shape[1]))
+    else:
+        directional_src, directional_ps = resample_to_pixel_size(src, src_ps, DIRECTION_PIXEL_A)
     low, _ = resample_to_pixel_size(directional_src, directional_ps, CARBON_PIXEL_A)
     d_lo, d_mid, d_hi = directional_power(directional_src, directional_ps)
     dz, dq = defocus(ps, voltage_kv)
