@@ -92,8 +92,9 @@ def run_measured(cmd: list[str], env: dict) -> dict:
     """Run ``cmd`` from a fresh Python child so RUSAGE_CHILDREN covers only it: seconds, peak RSS, output."""
     code = ("import json,resource,subprocess,sys,time;cmd=json.loads(sys.argv[1]);env=json.loads(sys.argv[2]);"
             "t=time.perf_counter();d=subprocess.run(cmd,env=env,capture_output=True,text=True);"
-            "s=time.perf_counter()-t;r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024;"
-            "print(json.dumps({'seconds':s,'rss_mb':r,'rc':d.returncode,'out':d.stdout[-4000:],'err':d.stderr[-4000:]}))")
+            "s=time.perf_counter()-t;u=resource.getrusage(resource.RUSAGE_CHILDREN);r=u.ru_maxrss/1024;"
+            "print(json.dumps({'seconds':s,'rss_mb':r,'cpu_s':u.ru_utime+u.ru_stime,'rc':d.returncode,"
+            "'out':d.stdout[-4000:],'err':d.stderr[-4000:]}))")
     done = subprocess.run([sys.executable, "-c", code, json.dumps(cmd), json.dumps(env)], capture_output=True,
                           text=True)
     if done.returncode != 0:
@@ -114,7 +115,7 @@ def assess_once(folder: Path, base_ws: Path, ws: Path, workers: int, n: int, hom
     if not said or int(said.group(1)) != n:
         raise BenchError(f"expected {n} micrographs assessed: {res['err'][-1500:]}")
     return {"n": n, "seconds": round(res["seconds"], 2), "micrographs_per_s": round(n / res["seconds"], 2),
-            "peak_rss_mb": round(res["rss_mb"])}
+            "cpu_s": round(res["cpu_s"], 1), "peak_rss_mb": round(res["rss_mb"]), "load": os.getloadavg()[0]}
 
 
 def ingest_floor(files: list[Path], root: Path) -> dict:
@@ -192,7 +193,7 @@ def peer_once(py: Path, folder: Path, root: Path, n: int, workers: int) -> dict:
     if res["rc"] != 0:
         return {"n": n, "error": res["err"].strip().splitlines()[-1][:300] if res["err"].strip() else "failed"}
     return {"n": n, "seconds": round(res["seconds"], 2), "micrographs_per_s": round(n / res["seconds"], 2),
-            "peak_rss_mb": round(res["rss_mb"])}
+            "cpu_s": round(res["cpu_s"], 1), "peak_rss_mb": round(res["rss_mb"]), "load": os.getloadavg()[0]}
 
 
 SMALL_SHAPE = (680, 960)
@@ -274,19 +275,19 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
 def markdown(res: dict) -> str:
     peer = {r["n"]: r for r in res["peer"]}
     lines = [f"model head: {res['head']}; --workers {res['workers']}; {res['machine']['cpus']} CPUs", "",
-             "| input | micrographs | seconds | micrographs/s | peak RSS (MB) | miffi seconds | miffi /s | "
-             "micrograde / miffi (rate) |", "|---|---|---|---|---|---|---|---|"]
+             "| input | micrographs | seconds | micrographs/s | CPU (s) | peak RSS (MB) | load | miffi seconds | "
+             "miffi /s | micrograde / miffi (rate) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["k3"]:
         p = peer.get(r["n"], {})
         if "seconds" in p:
             cells = f"{p['seconds']} | {p['micrographs_per_s']} | {r['micrographs_per_s'] / p['micrographs_per_s']:.2f}"
         else:
             cells = "not measured | | "
-        lines.append(f"| K3 float32 | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | {r['peak_rss_mb']} | "
-                     f"{cells} |")
+        lines.append(f"| K3 float32 | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | {r['cpu_s']} | "
+                     f"{r['peak_rss_mb']} | {r['load']:.1f} | {cells} |")
     for r in res["tiny"]:
-        lines.append(f"| small 680x960 | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | "
-                     f"{r['peak_rss_mb']} | | | |")
+        lines.append(f"| small 680x960 | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | {r['cpu_s']} | "
+                     f"{r['peak_rss_mb']} | {r['load']:.1f} | | | |")
     w = res.get("warm_up") or {}
     lines.append(f"\nWarm-up (first command: Prefect database created, shared API started; not in the table): "
                  f"{w.get('seconds')} s for 4 small micrographs.")
