@@ -18,6 +18,8 @@ from helpers_io import write_mrc
 
 from micrograde.flows.context import RunContext
 
+pytestmark = pytest.mark.slow
+
 N_FILES = 240
 CHUNK = 16
 
