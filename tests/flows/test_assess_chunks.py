@@ -110,3 +110,24 @@ def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one
     assert _star(a) == _star(b) and "mic_" in _star(a)
     assert _html(a) == _html(b)
     assert f'data-count="{N_FILES}"' in (a / "report.html").read_text()
+
+
+def test_ingest_submits_at_most_max_in_flight_files_at_once(prefect_harness, tmp_path, monkeypatch):
+    import micrograde.flows.ingest as ingest
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "src").mkdir()
+    for i in range(12):
+        write_mrc(tmp_path / "src" / f"m_{i:02d}.mrc", rng.normal(size=(96, 96)).astype(np.float32), voxel_size=1.0)
+    windows: list[int] = []
+    real = ingest.as_completed
+
+    def watched(futures, *args, **kwargs):
+        windows.append(len(futures))
+        return real(futures, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "MAX_IN_FLIGHT", 3)
+    monkeypatch.setattr(ingest, "as_completed", watched)
+    summary = ingest.ingest_flow([str(tmp_path / "src")], RunContext(root=tmp_path / "ws"))
+    assert summary.ingested == 12 and summary.rejected == 0 and len(set(summary.micrograph_ids)) == 12
+    assert max(windows) == 3 and len(windows) == 12, windows
