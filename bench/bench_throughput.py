@@ -291,7 +291,7 @@ def markdown(res: dict) -> str:
     w = res.get("warm_up") or {}
     lines.append(f"\nWarm-up (first command: Prefect database created, shared API started; not in the table): "
                  f"{w.get('seconds')} s for 4 small micrographs.")
-    lines.append(f"Peer: {res.get('peer_note', '')}")
+    lines.append(f"Peer: {res.get('peer_note') or 'not run (no K3 counts)'}")
     if "ingest_floor" in res:
         f = res["ingest_floor"]
         lines.append(f"Ingest per K3 micrograph (median of {f['files']}): {f['ingest_s']} s; floor (read + one "
