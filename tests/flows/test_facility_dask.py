@@ -23,6 +23,12 @@ def _table(root) -> pd.DataFrame:
         return micrograph_table(ws)[COMPARED].sort_values("name").reset_index(drop=True)
 
 
+def _predictions(folder) -> pd.DataFrame:
+    """predictions.csv without what names a workspace's rows (ids, which follow the order of ingest)."""
+    table = pd.read_csv(folder / "predictions.csv").drop(columns=["micrograph_id"])
+    return table.sort_values("micrograph").reset_index(drop=True)
+
+
 @pytest.mark.slow
 def test_dask_path_gives_the_same_catalogue_cache_and_predictions(prefect_harness, sim_collection, tmp_path):
     from micrograde.flows.assess import AssessConfig, assess_flow
@@ -40,15 +46,19 @@ def test_dask_path_gives_the_same_catalogue_cache_and_predictions(prefect_harnes
         for name in ("image", "spectrum", "thumbnail"):
             np.testing.assert_array_equal(ea[name], eb[name])
 
-    model_id = tiny_train_flow()(threads, truth, src)
-    cfg = AssessConfig(model_id=model_id)
+    # the assess half: each runner assesses from its own workspace, with its own model (trained
+    # the same way on its own catalogue and cache), and predicts everything itself
+    cfg_threads = AssessConfig(model_id=tiny_train_flow()(threads, truth, src))
+    cfg_dask = AssessConfig(model_id=tiny_train_flow()(dask, truth, src))
     by_threads = assess_flow.with_options(task_runner=make_task_runner(threads=2))(
-        [str(src)], RunContext(root=threads), None, cfg)
+        [str(src)], RunContext(root=threads), None, cfg_threads)
     by_dask = assess_flow.with_options(task_runner=make_task_runner(dask_workers=2))(
-        [str(src)], RunContext(root=threads), None, cfg)
-    assert by_threads.report_dir != by_dask.report_dir
-    pa = pd.read_csv(by_threads.report_dir / "predictions.csv").sort_values("micrograph").reset_index(drop=True)
-    pb = pd.read_csv(by_dask.report_dir / "predictions.csv").sort_values("micrograph").reset_index(drop=True)
-    assert len(pa) == len(truth)
+        [str(src)], RunContext(root=dask), None, cfg_dask)
+    assert by_dask.report_dir.is_relative_to(dask) and by_threads.report_dir.is_relative_to(threads)
+    assert by_threads.n_cached == by_dask.n_cached == 0, "each run predicted every micrograph itself"
+    assert by_threads.n_micrographs == by_dask.n_micrographs == len(truth)
+    pa = _predictions(by_threads.report_dir)
+    pb = _predictions(by_dask.report_dir)
+    assert len(pa) == len(truth) and set(pa["label"]) <= {"good", "medium", "bad"}
     pd.testing.assert_frame_equal(pa, pb)
     assert by_threads.counts == by_dask.counts

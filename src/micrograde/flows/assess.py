@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from micrograde.flows.ingest import import_ctf_task, ingest_flow
 from micrograde.flows.inputs import check_assess_inputs
 from micrograde.flows.runners import subflow
 
-__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess"]
+__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks"]
 
 
 class NothingToAssessError(LookupError):
@@ -60,6 +60,8 @@ class AssessConfig(FrozenModel):
     mask_model: str | None = Field(None, description="mask model id under mask_models/ (default: built on first use)")
     particles: tuple[str, ...] = Field((), description="pick/particle files to filter by the masks (imply masks)")
     particle_margin: float = Field(0.0, ge=0, description="also remove picks within this distance (A) of a mask")
+    chunk_size: int = Field(256, ge=1, description="micrographs graded and written per chunk: an assessment's "
+                            "memory depends on it, not on the number of micrographs")
 
 
 @dataclass
@@ -74,73 +76,110 @@ class AssessOutcome:
     n_rejected: int = 0
 
 
-@task(name="predict", cache_policy=NO_CACHE)
-def predict_task(ctx: RunContext, model_id: str, ids: list[int], cfg: AssessConfig):
-    from micrograde.labeling.consensus import consensus_table
+def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consensus: pd.DataFrame | None = None,
+                   counts: dict | None = None) -> Iterator[pd.DataFrame]:
+    """The predictions table of micrographs ``ids``, ``cfg.chunk_size`` micrographs at a time (in id order).
+
+    Each chunk reads its own catalogue rows and cached inputs and is dropped by the caller before
+    the next is made, so no per-micrograph data of the whole run is held here. ``counts`` (when
+    given) gains ``n_cached``: predictions found in the model's prediction cache.
+    """
     from micrograde.models.batch_predict import predict_cached
-    from micrograde.models.grading.grader import load_grader
     from micrograde.models.infer import apply_thresholds
-    from micrograde.pipeline.report.outputs import prediction_table
+    from micrograde.pipeline.report.outputs import prediction_table, present_ctf_columns
+
+    thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
+    ids = list(ids)
+    chunks = [ids[start : start + cfg.chunk_size] for start in range(0, len(ids), cfg.chunk_size)]
+    ctf: set[str] = set()  # one set of CTF columns for the whole run, so every chunk has the same columns
+    for part in chunks:
+        ctf.update(present_ctf_columns(micrograph_table(ws, part)))
+    for part in chunks:
+        rows = micrograph_table(ws, part)
+        probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
+                                         num_workers=cfg.num_workers, progress=False, extra=rows)
+        if counts is not None:
+            counts["n_cached"] = counts.get("n_cached", 0) + n_cached
+        labels, confidence = apply_thresholds(probs, thresholds)
+        table = prediction_table(rows, probs, labels, confidence, consensus, ctf_columns=sorted(ctf))
+        del rows, probs, labels, confidence
+        yield table
+
+
+@task(name="predict-and-report", cache_policy=NO_CACHE)
+def report_task(ctx: RunContext, name: str, model_id: str, ids: list[int], rejects: pd.DataFrame, run_info: dict,
+                cfg: AssessConfig):
+    """Grade ``ids`` chunk by chunk into the report folder ``reports/<name>/`` (one writer at a time,
+    built aside and published in one step), then write the report page and the selection files
+    and record the run. ``predictions.csv``/``.parquet`` are appended per chunk; only the report
+    columns of each micrograph stay in memory (:mod:`micrograde.pipeline.report.stream`)."""
+    from tqdm.auto import tqdm
+
+    from micrograde.flows.masks import StoredMask, compute_masks, load_run_mask_model, write_mask_outputs
+    from micrograde.labeling.consensus import consensus_table
+    from micrograde.models.grading.grader import load_grader
+    from micrograde.pipeline.report.ood import ood_warnings
+    from micrograde.pipeline.report.outputs import write_outputs
+    from micrograde.pipeline.report.stream import PredictionSink
 
     ws = ctx.workspace()
     predictor = load_grader(ws.models_dir / model_id)
-    rows = micrograph_table(ws, ids)
-    probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                     num_workers=cfg.num_workers, progress=ctx.progress, extra=rows)
-    thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
-    labels, confidence = apply_thresholds(probs, thresholds)
-    table = prediction_table(rows, probs, labels, confidence, consensus_table(ws))
-    return table, predictor.card, n_cached
-
-
-@task(name="masks", cache_policy=NO_CACHE)
-def masks_task(ctx: RunContext, predictions: pd.DataFrame, cfg: AssessConfig):
-    """Masks of every assessed micrograph, with one load of the mask model."""
-    from micrograde.flows.masks import check_particle_inputs, compute_masks, load_run_mask_model
-
-    if cfg.particles:  # names checked against the assessed micrographs before the masks are computed
-        check_particle_inputs(cfg.particles, list(predictions["micrograph"]))
-    model = load_run_mask_model(ctx.workspace().root, cfg.mask_model, progress=ctx.progress)
-    predictions, results = compute_masks(model, predictions, progress=ctx.progress)
-    return predictions, results, model.card
-
-
-@task(name="write-report", cache_policy=NO_CACHE)
-def report_task(ctx: RunContext, name: str, predictions: pd.DataFrame, card: dict, rejects: pd.DataFrame,
-                run_info: dict, warnings: list, cfg: AssessConfig, mask_results: dict | None = None):
-    """Write the report folder ``reports/<name>/`` (one writer at a time, published in one step) and record the run."""
-    from micrograde.pipeline.report.outputs import write_outputs
-
-    ws = ctx.workspace()
+    consensus = consensus_table(ws)
+    masking = cfg.masks or bool(cfg.particles)
+    mask_model = load_run_mask_model(ws.root, cfg.mask_model, progress=ctx.progress) if masking else None
 
     def get_images(key: str):
         entry = load_entry(ws.cache_dir, key)
         return entry["thumbnail"], entry["spectrum"]
 
-    def get_masks(key: str):
-        return load_entry(ws.cache_dir, key)["thumbnail"], mask_results[key].view
+    masks: dict[str, StoredMask] = {}  # cache key -> where its mask was written (small)
+    stems: dict[str, int] = {}
 
+    def get_masks(key: str):
+        return load_entry(ws.cache_dir, key)["thumbnail"], masks[key].full()
+
+    if mask_model is not None:
+        weights = mask_model.card["files"]["weights"]["sha256"][:12]
+        run_info = {**run_info, "mask_model": f"{mask_model.card.get('id')} (weights sha256 {weights})"}
     report_dir, staging = ws.reports_dir / name, ws.root / ".staging"
 
     def lock_of(folder: str) -> Path:
         return ws.root / ".locks" / f"report-{folder}.lock"
 
+    counts: dict[str, int] = {}
     with file_lock(lock_of(name)):
         remove_stale(staging, name, lock_of)
         with staged_folder(report_dir, staging) as folder:
-            files = write_outputs(folder, predictions, card=card, rejects=rejects, get_images=get_images,
+            sink = PredictionSink(folder)
+            try:
+                with tqdm(total=len(ids), desc="predict", unit="micrograph", disable=not ctx.progress) as bar:
+                    for chunk in predict_chunks(ws, predictor, ids, cfg, consensus, counts):
+                        if mask_model is not None:  # masks of this chunk: written now, only their names kept
+                            chunk, results = compute_masks(mask_model, chunk, stems=stems)
+                            write_mask_outputs(folder, chunk, results)
+                            masks.update({k: StoredMask(folder / "masks" / f"{r.stem}.mrc", r.pixel_size, r.stem)
+                                          for k, r in results.items()})
+                            del results
+                        sink.add(chunk)
+                        bar.update(len(chunk))
+                        del chunk
+                table = sink.close()
+            except BaseException:
+                sink.abort()
+                raise
+            warnings = ood_warnings(table, predictor.card)
+            run_info = {**run_info, "inputs_digest": digest_of(sorted(table["cache_key"]))}
+            files = write_outputs(folder, table, card=predictor.card, rejects=rejects, get_images=get_images,
                                   run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,
-                                  cs=cfg.cs, include_medium=cfg.include_medium,
-                                  get_masks=get_masks if mask_results is not None else None)
-            if mask_results is not None:
-                from micrograde.flows.masks import write_mask_outputs
-
-                write_mask_outputs(folder, predictions, mask_results, particles=cfg.particles,
-                                   margin_A=cfg.particle_margin)
+                                  cs=cfg.cs, include_medium=cfg.include_medium, predictions_written=True,
+                                  get_masks=get_masks if mask_model is not None else None)
+            if mask_model is not None and cfg.particles:
+                write_mask_outputs(folder, table, masks, particles=cfg.particles, margin_A=cfg.particle_margin,
+                                   write_masks=False)
         with ws.transaction() as s:
             s.add(AssessRun(id=run_info["run_id"], model_id=run_info["model_id"], report_dir=str(report_dir),
-                            command=ctx.command, n_micrographs=len(predictions)))
-    return report_dir, files
+                            command=ctx.command, n_micrographs=len(table)))
+    return report_dir, files, len(table), [w.message for w in warnings], counts.get("n_cached", 0)
 
 
 def _assess_name() -> str:
@@ -154,8 +193,6 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
 
     With no sources, ``cfg.sessions`` chooses catalogued micrographs (the facility's session reports).
     """
-    from micrograde.pipeline.report.ood import ood_warnings
-
     cfg = cfg or AssessConfig()
     ws = ctx.workspace()
     model_id = check_assess_inputs(ws, cfg)
@@ -182,27 +219,22 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         raise NothingToAssessError("no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else ""))
     if cfg.star or cfg.cs:  # the user's CTF estimates join the features (a STAR without them only selects)
         import_ctf_task(ctx, cfg.star, cfg.cs, sorted(set(ids)), strict=False)
-    predictions, card, n_cached = predict_task(ctx, model_id, sorted(set(ids)), cfg)
-    warnings = ood_warnings(predictions, card)
-    mask_results = None
-    if cfg.masks or cfg.particles:
-        predictions, mask_results, mask_card = masks_task(ctx, predictions, cfg)
+    if cfg.particles:  # names checked against the assessed micrographs before any grading
+        from micrograde.flows.masks import check_particle_inputs
+
+        check_particle_inputs(cfg.particles, [str(p) for p in micrograph_table(ws, sorted(set(ids)))["path"]])
     run_id = new_run_id("assess-")
     run_info = {
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "micrograde_version": __version__,
         "command_line": ctx.command or "",
-        "inputs_digest": digest_of(sorted(predictions["cache_key"])),
         "model_id": model_id,
         "host": platform.node(),
     }
-    if mask_results is not None:
-        run_info["mask_model"] = f"{mask_card.get('id')} (weights sha256 {mask_card['files']['weights']['sha256'][:12]})"
-    report_dir, files = report_task(ctx, cfg.report_name or run_id, predictions, card, rejects, run_info, warnings,
-                                    cfg, mask_results)
-    return AssessOutcome(run_id, report_dir, len(predictions), files.counts, [w.message for w in warnings],
-                         files.unmatched, n_cached, n_rejected)
+    report_dir, files, n, warnings, n_cached = report_task(ctx, cfg.report_name or run_id, model_id,
+                                                           sorted(set(ids)), rejects, run_info, cfg)
+    return AssessOutcome(run_id, report_dir, n, files.counts, warnings, files.unmatched, n_cached, n_rejected)
 
 
 def model_preprocess(model_dir: Path) -> PreprocessConfig:

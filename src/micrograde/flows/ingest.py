@@ -38,7 +38,10 @@ from micrograde.pipeline.catalogue.workspace import new_run_id
 
 from micrograde.flows.context import RunContext
 
-__all__ = ["ingest_flow", "ingest_file_task", "import_ctf_task", "IngestFailed"]
+__all__ = ["ingest_flow", "ingest_file_task", "import_ctf_task", "IngestFailed", "MAX_IN_FLIGHT"]
+
+#: Files submitted to the task runner at once; more are submitted as these finish.
+MAX_IN_FLIGHT = 128
 
 
 class IngestFailed(RuntimeError):
@@ -102,10 +105,18 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
     summary = IngestSummary(run_id=run_id)
     start_run(ws, cfg, run_id, ctx.command)
     worker_ctx = ctx.quiet()
-    futures = {ingest_file_task.submit(worker_ctx, p, cfg, run_id): p for p in paths}
+    todo = iter(paths)
+    pending: dict = {}  # at most MAX_IN_FLIGHT submitted tasks: memory does not grow with the number of files
+
+    def fill() -> None:
+        while len(pending) < MAX_IN_FLIGHT and (path := next(todo, None)) is not None:
+            pending[ingest_file_task.submit(worker_ctx, path, cfg, run_id)] = path
+
+    fill()
     with tqdm(total=len(paths), desc="ingest", unit="file", disable=not ctx.progress) as bar:
-        for future in as_completed(list(futures)):
-            path = futures[future]
+        while pending:
+            future = next(as_completed(list(pending)))
+            path = pending.pop(future)
             try:
                 summary.add(future.result())
             except OSError as exc:  # an I/O error that outlived its retries, or cannot pass
@@ -114,6 +125,8 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
                 summary.add(FileOutcome(path, rejects=(("io-error", detail, path),)))
             except Exception as exc:  # noqa: BLE001 - a bug or a database failure: reported below, retried later
                 summary.fail(path, exc)
+            del future
+            fill()
             bar.update(1)
             bar.set_postfix(ok=summary.usable, rejected=summary.rejected)
     errors = [{"path": p, "error": e} for p, e in summary.failed.items()]

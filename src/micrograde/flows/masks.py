@@ -12,7 +12,7 @@ files and matches their micrograph names to the sources before any work.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from micrograde.pipeline.masks import MASK_CLASSES, USABLE, area_column, area_fractions
 
-__all__ = ["MaskResult", "ParticleInputError", "check_particle_inputs", "load_run_mask_model", "compute_masks",
+__all__ = ["MaskResult", "StoredMask", "ParticleInputError", "check_particle_inputs", "load_run_mask_model", "compute_masks",
            "write_mask_outputs"]
 
 _FRAME_RE = re.compile(r"^(\d+)@")
@@ -45,6 +45,20 @@ class MaskResult:
         from micrograde.models.segmentation.inputs import mask_to_full
 
         return mask_to_full(self.view, self.shape)
+
+
+@dataclass(frozen=True)
+class StoredMask:
+    """A mask already written to ``path`` (full resolution): what an assessment keeps of it per micrograph."""
+
+    path: Path
+    pixel_size: float
+    stem: str
+
+    def full(self) -> np.ndarray:
+        from micrograde.pipeline.io.label_maps import read_label_map
+
+        return read_label_map(self.path)[0]
 
 
 def check_particle_inputs(paths: Sequence[str], micrographs: Sequence[str] | None = None):
@@ -92,13 +106,14 @@ def _read_full(row: pd.Series) -> tuple[np.ndarray, float]:
     return item.data, float(item.pixel_size)
 
 
-def compute_masks(model, predictions: pd.DataFrame, *, progress: bool = False
+def compute_masks(model, predictions: pd.DataFrame, *, progress: bool = False, stems: dict[str, int] | None = None
                   ) -> tuple[pd.DataFrame, dict[str, MaskResult]]:
     """Predictions (``micrograph`` = the file path, ``name``, ``pixel_size``, ``cache_key``) with ``area_<class>``
-    and ``usable_area``, and each micrograph's mask (by cache key)."""
+    and ``usable_area``, and each micrograph's mask (by cache key). ``stems``: the mask file names used so far
+    (and how often) when a run computes its masks chunk by chunk; updated."""
     results: dict[str, MaskResult] = {}
     areas = []
-    stems: dict[str, int] = {}
+    stems = {} if stems is None else stems
     for _, row in tqdm(predictions.iterrows(), total=len(predictions), desc="masks", unit="micrograph",
                        disable=not progress):
         image, pixel_size = _read_full(row)
@@ -118,9 +133,11 @@ def compute_masks(model, predictions: pd.DataFrame, *, progress: bool = False
     return out, results
 
 
-def write_mask_outputs(folder: Path, predictions: pd.DataFrame, results: dict[str, MaskResult], *,
-                       particles: Sequence[str] = (), margin_A: float = 0.0) -> pd.DataFrame | None:
-    """Write ``masks/<stem>.mrc`` and, with particle files, the kept picks and a summary; returns the summary."""
+def write_mask_outputs(folder: Path, predictions: pd.DataFrame, results: Mapping[str, MaskResult | StoredMask], *,
+                       particles: Sequence[str] = (), margin_A: float = 0.0,
+                       write_masks: bool = True) -> pd.DataFrame | None:
+    """Write ``masks/<stem>.mrc`` (unless ``write_masks`` is False: they are there already) and, with particle
+    files, the kept picks and a summary; returns the summary."""
     from micrograde.pipeline.export.particles import (
         filter_particles,
         match_particles,
@@ -133,7 +150,7 @@ def write_mask_outputs(folder: Path, predictions: pd.DataFrame, results: dict[st
 
     folder = Path(folder)
     (folder / "masks").mkdir(parents=True, exist_ok=True)
-    for result in results.values():
+    for result in results.values() if write_masks else ():
         write_label_map(folder / "masks" / f"{result.stem}.mrc", result.full(), result.pixel_size)
     if not particles:
         return None

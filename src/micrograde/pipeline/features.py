@@ -32,7 +32,7 @@ import numpy as np
 
 from micrograde.pipeline.signal import measures as m
 from micrograde.pipeline.signal import scores as s
-from micrograde.pipeline.signal.fourier import resample_to_pixel_size
+from micrograde.pipeline.signal.fourier import resample_to_pixel_size, shape_at_pixel_size
 from micrograde.pipeline.signal.spectrum import PowerSpectrum, power_spectrum
 
 __all__ = [
@@ -114,6 +114,16 @@ class ImageInputs:
         src, src_ps = self.image, self.pixel_size
         if self.coarse is not None and self.coarse[1] <= m.DIRECTION_PIXEL_A * (1 + 1e-6):
             src, src_ps = self.coarse
+        shape = np.shape(self.image)
+        target = shape_at_pixel_size(shape, self.pixel_size, m.DIRECTION_PIXEL_A)
+        if (self.coarse is not None and src is self.image and self.pixel_size < m.DIRECTION_PIXEL_A
+                and np.shape(self.coarse[0]) == target):
+            # the coarse image IS the crop of the image that resampling would make (a hair coarser than
+            # DIRECTION_PIXEL_A by the rounding of its shape, as a K3 crop to 7.5 A): the same array,
+            # without a second full-resolution FFT
+            h, w = shape
+            return (np.asarray(self.coarse[0], dtype=np.float32),
+                    float(self.pixel_size * 0.5 * (h / target[0] + w / target[1])))
         return resample_to_pixel_size(src, src_ps, m.DIRECTION_PIXEL_A)
 
     @cached_property

@@ -20,7 +20,7 @@ from micrograde.pipeline.export.cryosparc import read_cs, select_cs, selection_p
 from micrograde.pipeline.export.relion import read_star, selection_star, write_star
 from micrograde.pipeline.report.page import build_report, write_predictions, write_report
 
-__all__ = ["prediction_table", "OutputFiles", "write_outputs"]
+__all__ = ["prediction_table", "present_ctf_columns", "OutputFiles", "write_outputs"]
 
 _META = ("detector", "grid_material", "grid_maker", "pixel_size", "voltage_kv")
 
@@ -31,12 +31,15 @@ def prediction_table(
     labels: Sequence[str],
     confidence: np.ndarray,
     consensus: pd.DataFrame | None = None,
+    ctf_columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per micrograph: ``micrograph, label, p_good, p_medium, p_bad, confidence, session``, one
     column per registry feature (``ice_ring_score, thon_reach_A, ...``; a ``ctf`` feature only when some
     micrograph has a value), the micrograph's details, and ``consensus`` (empty where unlabelled).
 
     ``rows``: catalogue rows (``pipeline.query.micrograph_table``), aligned with ``probs``.
+    ``ctf_columns``: the CTF features to include whatever these rows hold (one set for every chunk of a
+    run: :func:`present_ctf_columns` over all of them); by default those some row has a value for.
     """
     if len(rows) != len(probs):
         raise ValueError(f"{len(rows)} micrographs but {len(probs)} predictions")
@@ -48,7 +51,7 @@ def prediction_table(
             **{f"p_{lab}": np.asarray(probs)[:, i] for i, lab in enumerate(LABELS)},
             "confidence": np.asarray(confidence, dtype=float),
             "session": rows["session"],
-            **{c: _column(rows, c) for c in _feature_columns(rows)},
+            **{c: _column(rows, c) for c in _feature_columns(rows, ctf_columns)},
             "name": rows["name"],
             "micrograph_id": rows["id"],
             "acquired_at": pd.to_datetime(rows["acquired_at"], utc=True),
@@ -67,11 +70,16 @@ def _column(rows: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(np.nan, index=rows.index, dtype=float)
 
 
-def _feature_columns(rows: pd.DataFrame) -> list[str]:
-    """Every image feature; a CTF feature when some row has a value."""
+def present_ctf_columns(rows: pd.DataFrame) -> list[str]:
+    """The CTF features some of ``rows`` has a value for."""
+    return [n for n in feature_names("ctf") if n in rows.columns and pd.to_numeric(rows[n], errors="coerce").notna().any()]
+
+
+def _feature_columns(rows: pd.DataFrame, ctf_columns: Sequence[str] | None = None) -> list[str]:
+    """Every image feature; the CTF features ``ctf_columns`` (default: those some row has a value for)."""
     imported = set(feature_names("ctf"))
-    return [n for n in feature_names()
-            if n not in imported or (n in rows.columns and pd.to_numeric(rows[n], errors="coerce").notna().any())]
+    ctf = set(present_ctf_columns(rows) if ctf_columns is None else ctf_columns)
+    return [n for n in feature_names() if n not in imported or n in ctf]
 
 
 @dataclass
@@ -99,11 +107,20 @@ def write_outputs(
     cs: str | Path | None = None,
     include_medium: bool = False,
     get_masks: Callable | None = None,
+    predictions_written: bool = False,
 ) -> OutputFiles:
-    """Write every file of an assessment into ``report_dir`` (each atomically)."""
+    """Write every file of an assessment into ``report_dir`` (each atomically).
+
+    ``predictions_written``: ``predictions.csv``/``.parquet`` are already there (streamed chunk by
+    chunk, :class:`~micrograde.pipeline.report.stream.PredictionSink`); ``predictions`` then needs only
+    the report columns.
+    """
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, pq_path = write_predictions(report_dir, predictions)
+    if predictions_written:
+        csv_path, pq_path = report_dir / "predictions.csv", report_dir / "predictions.parquet"
+    else:
+        csv_path, pq_path = write_predictions(report_dir, predictions)
     star_in = read_star(star) if star else None
     blocks, unmatched = selection_star(predictions, include_medium=include_medium, star=star_in)
     star_path = report_dir / "selected.star"

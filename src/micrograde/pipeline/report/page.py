@@ -47,6 +47,7 @@ __all__ = [
     "write_report",
     "write_predictions",
     "prediction_frame",
+    "check_predictions",
 ]
 
 #: The page's sections in order: id, navigation name, template (in ``templates/``).
@@ -87,6 +88,11 @@ def _check(predictions: pd.DataFrame) -> None:
     bad = sorted(set(predictions["label"].dropna().astype(str)) - set(LABELS))
     if bad:
         raise ValueError(f"predictions hold unknown label(s) {bad}; expected {LABELS}")
+
+
+def check_predictions(predictions: pd.DataFrame) -> None:
+    """Raise ``ValueError`` when ``predictions`` lacks a required column or holds an unknown label."""
+    _check(predictions)
 
 
 def _stamp(run_info: Mapping | None) -> list[tuple[str, str]]:

@@ -1,0 +1,133 @@
+"""Bounded memory of assess (issue 14): predictions, catalogue rows and report material in chunks.
+
+A few hundred tiny micrographs are assessed in chunks of 16: every input gets its row, at most one
+chunk of the predictions table is alive at any moment (each is dropped before the next is made),
+and every file of the report folder is the same as with one chunk for the whole run.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_io import write_mrc
+
+from micrograde.flows.context import RunContext
+
+pytestmark = pytest.mark.slow
+
+N_FILES = 240
+CHUNK = 16
+
+
+@pytest.fixture(scope="module")
+def tiny_workspace(prefect_harness, tmp_path_factory):
+    """N_FILES tiny noise micrographs in two session folders, ingested, labelled and a baseline grader trained."""
+    from micrograde.flows.train import train_flow
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.config import IngestConfig
+    from micrograde.labeling.store import import_labels
+    from micrograde.models.grading import GraderConfig
+
+    base = tmp_path_factory.mktemp("chunks")
+    src = base / "src"
+    rng = np.random.default_rng(14)
+    labels = []
+    for i in range(N_FILES):
+        folder = src / f"session_{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = rng.normal(size=(128, 128)).astype(np.float32) * (1 + i % 3)
+        path = folder / f"mic_{i:04d}.mrc"
+        write_mrc(path, data, voxel_size=1.0)
+        labels.append({"micrograph": str(path.resolve()), "label": ("good", "medium", "bad")[i % 3]})
+    root = base / "ws"
+    ctx = RunContext(root=root, command="test")
+    ws = ctx.workspace()
+    for item in labels:  # the library step (no task per file: quicker); the flows below are the real ones
+        outcome = ingest_file(ws, item["micrograph"], IngestConfig())
+        assert outcome.ingested == 1, outcome
+    csv = base / "labels.csv"
+    pd.DataFrame(labels[:30]).to_csv(csv, index=False)
+    import_labels(ctx.workspace(), csv, "ana", "senior-scientist")
+    model_id = train_flow(ctx, GraderConfig(heads=("baseline",), finetune="never")).model_id
+    return root, src, model_id
+
+
+def _html(folder: Path) -> str:
+    text = (folder / "report.html").read_text()
+    return re.sub(r"assess-[0-9A-Za-z_-]+|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+0-9:]*", "X", text)
+
+
+def _star(folder: Path) -> str:
+    return re.sub(r"(?m)^# Created by .*$", "", (folder / "selected.star").read_text())
+
+
+def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one_chunk(tiny_workspace, monkeypatch):
+    import micrograde.flows.assess as assess
+    from micrograde.flows.assess import AssessConfig, assess_flow
+
+    root, src, model_id = tiny_workspace
+    real = assess.predict_chunks
+    live: set[int] = set()
+    seen = {"chunks": 0, "most_alive": 0, "rows": 0}
+
+    def counted(*args, **kwargs):
+        for i, chunk in enumerate(real(*args, **kwargs)):
+            seen["most_alive"] = max(seen["most_alive"], len(live) + 1)
+            live.add(i)
+            weakref.finalize(chunk, live.discard, i)
+            seen["chunks"] += 1
+            seen["rows"] += len(chunk)
+            yield chunk
+            del chunk
+
+    monkeypatch.setattr(assess, "predict_chunks", counted)
+    sessions = ("session_0", "session_1")
+    chunked = assess_flow([], RunContext(root=root), None,
+                          AssessConfig(model_id=model_id, chunk_size=CHUNK, sessions=sessions))
+    assert seen["chunks"] == -(-N_FILES // CHUNK) and seen["rows"] == N_FILES
+    assert seen["most_alive"] == 1, "a chunk of predictions was still alive when the next was made"
+    assert not live, "every chunk was released"
+    monkeypatch.setattr(assess, "predict_chunks", real)
+
+    whole = assess_flow([], RunContext(root=root), None,
+                        AssessConfig(model_id=model_id, chunk_size=10_000, sessions=sessions))
+    assert chunked.n_micrographs == whole.n_micrographs == N_FILES
+    assert chunked.counts == whole.counts and sum(chunked.counts.values()) == N_FILES
+    a, b = chunked.report_dir, whole.report_dir
+    csv_a = pd.read_csv(a / "predictions.csv")
+    assert len(csv_a) == N_FILES and csv_a["micrograph"].is_unique
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "predictions.parquet"), pd.read_parquet(b / "predictions.parquet"))
+    pq = pd.read_parquet(a / "predictions.parquet")
+    assert list(pq["micrograph"]) == list(csv_a["micrograph"])
+    np.testing.assert_allclose(pq["p_good"].to_numpy(), csv_a["p_good"].to_numpy())
+    assert (a / "selected_micrographs.csv").read_bytes() == (b / "selected_micrographs.csv").read_bytes()
+    assert _star(a) == _star(b) and "mic_" in _star(a)
+    assert _html(a) == _html(b)
+    assert f'data-count="{N_FILES}"' in (a / "report.html").read_text()
+
+
+def test_ingest_submits_at_most_max_in_flight_files_at_once(prefect_harness, tmp_path, monkeypatch):
+    import micrograde.flows.ingest as ingest
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "src").mkdir()
+    for i in range(12):
+        write_mrc(tmp_path / "src" / f"m_{i:02d}.mrc", rng.normal(size=(96, 96)).astype(np.float32), voxel_size=1.0)
+    windows: list[int] = []
+    real = ingest.as_completed
+
+    def watched(futures, *args, **kwargs):
+        windows.append(len(futures))
+        return real(futures, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "MAX_IN_FLIGHT", 3)
+    monkeypatch.setattr(ingest, "as_completed", watched)
+    summary = ingest.ingest_flow([str(tmp_path / "src")], RunContext(root=tmp_path / "ws"))
+    assert summary.ingested == 12 and summary.rejected == 0 and len(set(summary.micrograph_ids)) == 12
+    assert max(windows) == 3 and len(windows) == 12, windows
