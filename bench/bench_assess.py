@@ -73,10 +73,10 @@ def make_k3_files(folder: Path, n: int, distinct: int, seed: int = 0) -> list[Pa
     import numpy as np
     from tqdm.auto import tqdm
 
-    from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.config import LABELS
-    from micrograde.pipeline.sim.physics import sample_params, simulate_micrograph
+    from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.sim.files import write_micrograph
+    from micrograde.pipeline.sim.physics import sample_params, simulate_micrograph
 
     session = k3_session()
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,8 +135,8 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
     from micrograde.labeling.store import import_labels
     from micrograde.models.training.recipe import TrainConfig
     from micrograde.models.training.run import TrainRunConfig
-    from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.config import IngestConfig
+    from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.sim.files import write_collection
 
     base = Path(root)

@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from micrograde.models.training.dataset import MicrographDataset  # noqa: E402
-from micrograde.pipeline.data.augment import AugmentConfig, apply_augment, build_augment, derive_seed, reseed  # noqa: E402
 from micrograde.pipeline.catalogue.cache import save_entry  # noqa: E402
+from micrograde.pipeline.data.augment import AugmentConfig, apply_augment, build_augment, derive_seed, reseed  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     # per core = samples per CPU-second of this (single-threaded) process; wall-clock also shown,
     # which is lower when other processes share the cores
     print(f"input size {args.input_size}, default AugmentConfig, 1 thread, {args.n} samples")
-    print(f"dataset __getitem__ (augment + stack + tensor): {full:7.0f} samples/s per core (wall clock {full_wall:.0f}/s)")
-    print(f"augmentation alone (image + spectrum):          {aug_only:7.0f} samples/s per core (wall clock {aug_wall:.0f}/s)")
+    print(
+        f"dataset __getitem__ (augment + stack + tensor): {full:7.0f} samples/s per core (wall clock {full_wall:.0f}/s)"
+    )
+    print(
+        f"augmentation alone (image + spectrum):          {aug_only:7.0f} samples/s per core "
+        f"(wall clock {aug_wall:.0f}/s)"
+    )
     print("target >= 300 samples/s per core:", "met" if full >= 300 else "NOT met")
     return 0 if full >= 300 else 1
 

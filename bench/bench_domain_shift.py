@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n| train on | test on | labels | grader macro-F1 (head) | baseline macro-F1 | grader OOF on train family |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['train_family']} | {r['test_family']} ({r['n_test']}) | {r['n_train']} | "
-              f"{r['test_macro_f1']:.3f} ({r['chosen']}) | {r['test_baseline_macro_f1']:.3f} | {r['oof_macro_f1']:.3f} |")
+        print(
+            f"| {r['train_family']} | {r['test_family']} ({r['n_test']}) | {r['n_train']} | "
+            f"{r['test_macro_f1']:.3f} ({r['chosen']}) | {r['test_baseline_macro_f1']:.3f} | {r['oof_macro_f1']:.3f} |"
+        )
     write_result({"rows": rows, "n": args.n, "n_train": args.n_train}, "domain_shift", args.quick, started)
 
 

@@ -54,7 +54,17 @@ def plain_read(files: list[Path]) -> float:
 
 
 def run_ingest(folder: Path, workspace: Path, workers: int) -> tuple[float, float, str]:
-    cmd = [sys.executable, "-m", "micrograde", "ingest", str(folder), "--workspace", str(workspace), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "micrograde",
+        "ingest",
+        str(folder),
+        "--workspace",
+        str(workspace),
+        "--workers",
+        str(workers),
+    ]
     env = {**os.environ, "PREFECT_HOME": str(workspace.parent / "prefect-home")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
@@ -95,14 +105,18 @@ def main() -> None:
         )
     if len(rows) >= 2:  # steady state: the extra micrographs over the extra time (start-up cancels out)
         a, b = rows[0], rows[-1]
-        print(f"\nmarginal rate ({a['n']} -> {b['n']}): {(b['n'] - a['n']) / (b['seconds'] - a['seconds']):.2f} micrographs/s")
+        print(
+            f"\nmarginal rate ({a['n']} -> {b['n']}): "
+            f"{(b['n'] - a['n']) / (b['seconds'] - a['seconds']):.2f} micrographs/s"
+        )
 
 
 def run_ingest_isolated(folder: Path, workspace: Path, workers: int) -> tuple[float, float, str]:
     """Run the ingest from a fresh Python child so RUSAGE_CHILDREN measures only this run."""
     code = (
         "import json,sys;sys.path.insert(0,%r);import bench_ingest as b;from pathlib import Path;"
-        "print(json.dumps(b.run_ingest(Path(%r),Path(%r),%d)))" % (str(Path(__file__).parent), str(folder), str(workspace), workers)
+        "print(json.dumps(b.run_ingest(Path(%r),Path(%r),%d)))"
+        % (str(Path(__file__).parent), str(folder), str(workspace), workers)
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds, rss, out = json.loads(done.stdout.strip().splitlines()[-1])

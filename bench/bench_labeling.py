@@ -129,8 +129,11 @@ def bench_backend(name: str, db_url: str | None, args) -> dict:
             barrier.wait()
             for j in range(args.per_labeller):
                 t0 = time.perf_counter()
-                r = c.post(f"/api/micrographs/{ids[j]}/annotations", json={"label": ("good", "medium", "bad")[(j + k) % 3]},
-                           headers={"X-CSRF-Token": csrf})
+                r = c.post(
+                    f"/api/micrographs/{ids[j]}/annotations",
+                    json={"label": ("good", "medium", "bad")[(j + k) % 3]},
+                    headers={"X-CSRF-Token": csrf},
+                )
                 r.raise_for_status()
                 mine.append(time.perf_counter() - t0)
             with lock:

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_common import RESULTS, write_result  # bench/ is on sys.path
 from grading_data import draw_labels, grade, prepare_family
 

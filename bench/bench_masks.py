@@ -140,8 +140,13 @@ def main() -> None:
         evals = {f"family {f}, held-out session {s.name}": _evaluate(model, [s], n_test, args.seed_test)
                  for f, s in held.items()}
         res["held_out"]["eval"] = evals
-        print(_table(f"Trained on {n_train} simulated micrographs of sessions {', '.join(s.name for s in train_sessions)}"
-                     f" ({cfg.steps} steps); tested on held-out sessions", evals))
+        print(
+            _table(
+                f"Trained on {n_train} simulated micrographs of sessions {', '.join(s.name for s in train_sessions)}"
+                f" ({cfg.steps} steps); tested on held-out sessions",
+                evals,
+            )
+        )
         res["timing_k3"] = []
         for threads in args.threads:
             torch.set_num_threads(threads)

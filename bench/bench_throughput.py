@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_assess import K3_PIXEL_SIZE, evict, make_k3_files, link_subset, machine_info  # bench/ is on sys.path
+from bench_assess import K3_PIXEL_SIZE, evict, link_subset, machine_info, make_k3_files  # bench/ is on sys.path
 from bench_common import write_result
 
 HERE = Path(__file__).resolve().parent

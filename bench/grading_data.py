@@ -118,7 +118,13 @@ def grade(train: pd.DataFrame, test: pd.DataFrame, cache: Path, model_dir: Path,
                                             np.array(base_pred)[test["session"] == s])}
                    for s in sorted(test["session"].unique())}
     ev = outcome.card["evaluation"]
-    return {"n_train": len(train), "n_test": len(test), "chosen": ev["chosen"],
-            "oof_macro_f1": ev["oof"]["macro_f1"], "oof_baseline_macro_f1": ev["baseline_oof"]["macro_f1"],
-            "test_macro_f1": macro_f1(test["label"], pred), "test_baseline_macro_f1": macro_f1(test["label"], base_pred),
-            "per_session": per_session}
+    return {
+        "n_train": len(train),
+        "n_test": len(test),
+        "chosen": ev["chosen"],
+        "oof_macro_f1": ev["oof"]["macro_f1"],
+        "oof_baseline_macro_f1": ev["baseline_oof"]["macro_f1"],
+        "test_macro_f1": macro_f1(test["label"], pred),
+        "test_baseline_macro_f1": macro_f1(test["label"], base_pred),
+        "per_session": per_session,
+    }

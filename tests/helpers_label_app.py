@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers_label import add_micrographs
 
 from micrograde.labeling import store
 from micrograde.labeling.web.app import create_app
 from micrograde.pipeline.catalogue.workspace import Workspace
-
-from helpers_label import add_micrographs
 
 
 @dataclass

@@ -28,10 +28,10 @@ CHUNK = 16
 def tiny_workspace(prefect_harness, tmp_path_factory):
     """N_FILES tiny noise micrographs in two session folders, ingested, labelled and a baseline grader trained."""
     from micrograde.flows.train import train_flow
-    from micrograde.pipeline.catalogue.ingest import ingest_file
-    from micrograde.pipeline.config import IngestConfig
     from micrograde.labeling.store import import_labels
     from micrograde.models.grading import GraderConfig
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.config import IngestConfig
 
     base = tmp_path_factory.mktemp("chunks")
     src = base / "src"
@@ -102,7 +102,9 @@ def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one
     csv_a = pd.read_csv(a / "predictions.csv")
     assert len(csv_a) == N_FILES and csv_a["micrograph"].is_unique
     assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "predictions.parquet"), pd.read_parquet(b / "predictions.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "predictions.parquet"), pd.read_parquet(b / "predictions.parquet")
+    )
     pq = pd.read_parquet(a / "predictions.parquet")
     assert list(pq["micrograph"]) == list(csv_a["micrograph"])
     np.testing.assert_allclose(pq["p_good"].to_numpy(), csv_a["p_good"].to_numpy())

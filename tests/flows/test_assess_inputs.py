@@ -81,6 +81,8 @@ def test_the_assess_flow_checks_its_inputs_before_ingesting(prefect_harness, inp
     from micrograde.flows.inputs import AssessInputError
 
     with pytest.raises(AssessInputError, match="lists particles"):
-        assess_flow([str(inputs["src"])], RunContext(root=inputs["ws"]), None, AssessConfig(star=str(inputs["particles"])))
+        assess_flow(
+            [str(inputs["src"])], RunContext(root=inputs["ws"]), None, AssessConfig(star=str(inputs["particles"]))
+        )
     with Workspace.open(inputs["ws"]) as ws:
         assert micrograph_table(ws).empty and not any(ws.reports_dir.iterdir())

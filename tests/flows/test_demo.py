@@ -10,8 +10,19 @@ from click.testing import CliRunner
 
 from micrograde.flows.demo import DemoConfig
 
-SECTIONS = ("summary", "out-of-fold", "rejects", "warnings", "gallery-good", "gallery-medium", "gallery-bad", "scores", "timeline",
-            "evaluation", "model")
+SECTIONS = (
+    "summary",
+    "out-of-fold",
+    "rejects",
+    "warnings",
+    "gallery-good",
+    "gallery-medium",
+    "gallery-bad",
+    "scores",
+    "timeline",
+    "evaluation",
+    "model",
+)
 
 
 @pytest.mark.slow

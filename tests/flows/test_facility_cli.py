@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -107,7 +108,7 @@ def test_new_labels_since_the_latest_model_and_the_retrain_threshold(prefect_har
     assert new_labels_since_model(workspace) == 4  # no model yet: every label counts
     with workspace.transaction() as s:
         s.add(ModelRow(id="model-x", path="-", backbone="lenet", card={},
-                       created_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=5)))
+                       created_at=dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=5)))
     time.sleep(0.05)
     assert new_labels_since_model(workspace) == 0
     annotate(workspace, ids[0], ana.id, "bad")  # a correction counts
@@ -151,10 +152,8 @@ def test_flows_serve_runs_the_watch_deployment_on_its_schedule(sim_collection, t
         while time.monotonic() < deadline and n < n_files:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             if ws is None and (root / "micrograde.db").exists():
-                try:
+                with contextlib.suppress(WorkspaceError):
                     ws = Workspace.open(root)
-                except WorkspaceError:
-                    pass
             if ws is not None:
                 with ws.session() as s:
                     n = s.execute(select(func.count(Micrograph.id))).scalar_one()

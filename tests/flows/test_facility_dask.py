@@ -10,9 +10,9 @@ from helpers_facility import tiny_train_flow
 from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
 from micrograde.pipeline.catalogue.cache import load_entry
-from micrograde.pipeline.features import SCORE_COLUMNS
 from micrograde.pipeline.catalogue.query import micrograph_table
 from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.features import SCORE_COLUMNS
 
 COMPARED = ["name", "digest", "frame", "cache_key", "preprocess_key", "shape_y", "shape_x", "mode", "pixel_size",
             "session", *SCORE_COLUMNS]

@@ -1,4 +1,5 @@
-"""Data-parallel training (src/micrograde/models/training/ddp.py): the sharded sampler, and a real torchrun with 2 CPU processes (gloo)."""
+"""Data-parallel training (src/micrograde/models/training/ddp.py): the sharded sampler, and a real
+torchrun with 2 CPU processes (gloo)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The watch-folder completion tracker (src/micrograde/pipeline/io/watch.py) with a fake clock, plus its real-file helpers."""
+"""The watch-folder completion tracker (src/micrograde/pipeline/io/watch.py) with a fake clock, plus its
+real-file helpers."""
 
 from __future__ import annotations
 

@@ -18,11 +18,11 @@ from helpers_facility import Microscope, tiny_train_flow
 from sqlalchemy import func, select
 
 from micrograde.flows.context import RunContext
-from micrograde.pipeline.catalogue.schema import Micrograph
-from micrograde.pipeline.io.digest import file_digest
 from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
-from micrograde.pipeline.io.watch import WatchConfig
+from micrograde.pipeline.catalogue.schema import Micrograph
 from micrograde.pipeline.catalogue.workspace import Workspace, WorkspaceError
+from micrograde.pipeline.io.digest import file_digest
+from micrograde.pipeline.io.watch import WatchConfig
 
 FAST = WatchConfig(stable_polls=2, min_age_s=0.4, give_up_s=3.0)
 
@@ -102,8 +102,8 @@ def test_watch_flow_ingests_each_complete_file_once_and_quarantines_the_truncate
 @pytest.mark.slow
 def test_watch_flow_keeps_a_rolling_session_report(prefect_harness, sim_collection, tmp_path):
     from micrograde.flows.ingest import ingest_flow
-    from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
     from micrograde.pipeline.sim.files import write_collection
+    from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
 
     src, truth = sim_collection
     root = tmp_path / "ws"
@@ -140,7 +140,8 @@ _WATCH_SCRIPT = textwrap.dedent(
     from micrograde.flows.runners import make_task_runner
     from micrograde.pipeline.io.watch import WatchConfig
     cfg = FacilityConfig(watch=WatchConfig(stable_polls=1, min_age_s=0.0), polls=1)
-    out = watch_flow.with_options(task_runner=make_task_runner(threads=1))(sys.argv[1], RunContext(root=sys.argv[2]), None, cfg)
+    run = watch_flow.with_options(task_runner=make_task_runner(threads=1))
+    out = run(sys.argv[1], RunContext(root=sys.argv[2]), None, cfg)
     print(out.title())
     """
 )

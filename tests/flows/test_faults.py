@@ -185,7 +185,7 @@ def test_two_sweeps_at_once_ingest_each_file_once_and_write_one_report(trained, 
            "--model", model_id, "--min-age", "1"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     with Workspace.open(root) as ws:
         table = micrograph_table(ws)

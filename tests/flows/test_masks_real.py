@@ -56,9 +56,9 @@ def test_default_model_masks_the_ice_ball_and_keeps_clean_picks(real_micrograph,
     kept = starfile.read(report / "particles_selected.star")
     x, y = picks["rlnCoordinateX"].astype(int), picks["rlnCoordinateY"].astype(int)
     dist = ndimage.distance_transform_edt(~ball)[y, x]
-    kept_xy = set(zip(kept["rlnCoordinateX"].round(3), kept["rlnCoordinateY"].round(3)))
+    kept_xy = set(zip(kept["rlnCoordinateX"].round(3), kept["rlnCoordinateY"].round(3), strict=False))
     was_kept = np.array([(round(a, 3), round(b, 3)) in kept_xy
-                         for a, b in zip(picks["rlnCoordinateX"], picks["rlnCoordinateY"])])
+                         for a, b in zip(picks["rlnCoordinateX"], picks["rlnCoordinateY"], strict=False)])
     on_ball, clean = ball[y, x], dist >= 30
     assert on_ball.sum() >= 4 and not was_kept[on_ball].any()  # every pick on the ball is removed
     # picks on clean ice are kept. The default model (simulation only) calls about 4 % of this

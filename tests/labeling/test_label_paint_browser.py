@@ -6,15 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_label import add_micrographs
+from helpers_label_server import serve_in_thread
 
 from micrograde.labeling import store
 from micrograde.labeling.painted import latest_painted
 from micrograde.labeling.web.app import create_app
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.pipeline.masks import CARBON, CONTAMINATION, CRYSTALLINE
-
-from helpers_label import add_micrographs
-from helpers_label_server import serve_in_thread
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
@@ -87,7 +86,8 @@ def test_paint_a_region_save_and_read_it_back(tmp_path: Path, chromium_executabl
         page.wait_for_selector("#mname:has-text('mic_000.mrc')")
         page.wait_for_selector("#paint-status:has-text('your mask of')")
         red = page.evaluate("""() => { const c = document.getElementById('paint');
-            const d = c.getContext('2d').getImageData(Math.floor(0.2 * c.width), Math.floor(0.15 * c.height), 1, 1).data;
+            const x = Math.floor(0.2 * c.width), y = Math.floor(0.15 * c.height);
+            const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
             return [d[0], d[1], d[2]]; }""")
         assert red[0] > red[2]  # tinted red (contamination)
         browser.close()

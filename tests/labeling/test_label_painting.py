@@ -6,8 +6,8 @@ import base64
 
 import numpy as np
 import pandas as pd
-
 from helpers_label_app import app_env  # noqa: F401 - fixture
+
 from micrograde.labeling.painted import export_painted, latest_painted, painted_versions, save_painted
 from micrograde.pipeline.io.label_maps import read_label_map
 

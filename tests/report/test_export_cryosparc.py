@@ -21,6 +21,7 @@ from micrograde.pipeline.export.cryosparc import (
     write_csg,
 )
 
+
 @pytest.mark.parametrize(("include_medium", "fmt"), [(False, None), (True, None), (False, CSDAT_FORMAT)])
 def test_cs_round_trip_keeps_every_field_and_selects(tmp_path, include_medium, fmt):
     preds = make_predictions(20)

@@ -57,9 +57,14 @@ def test_coordinate_star_without_names_matches_by_file_name_and_keeps_columns(tm
 
 def test_particle_star_with_micrograph_names_and_optics(tmp_path):
     optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnImagePixelSize": [1.0]})
-    parts = pd.DataFrame({"rlnCoordinateX": [10.0, 100.0, 10.0, 100.0], "rlnCoordinateY": [10.0, 50.0, 10.0, 50.0],
-                          "rlnMicrographName": ["MotionCorr/job002/a_fractions.mrc"] * 2 + ["MotionCorr/job002/b.mrc"] * 2,
-                          "rlnOpticsGroup": [1, 1, 1, 1]})
+    parts = pd.DataFrame(
+        {
+            "rlnCoordinateX": [10.0, 100.0, 10.0, 100.0],
+            "rlnCoordinateY": [10.0, 50.0, 10.0, 50.0],
+            "rlnMicrographName": ["MotionCorr/job002/a_fractions.mrc"] * 2 + ["MotionCorr/job002/b.mrc"] * 2,
+            "rlnOpticsGroup": [1, 1, 1, 1],
+        }
+    )
     path = tmp_path / "particles.star"
     starfile.write({"optics": optics, "particles": parts}, path)
     pf = read_particles(path)

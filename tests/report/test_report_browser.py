@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import CHROMIUM_ARGS as BROWSER_ARGS
 from helpers_report import fake_images, make_card, make_predictions
 
 from micrograde.pipeline.report.ood import ood_warnings
 from micrograde.pipeline.report.page import SECTION_IDS, build_report, write_predictions, write_report
-
-from conftest import CHROMIUM_ARGS as BROWSER_ARGS
 
 
 @pytest.fixture(scope="module")

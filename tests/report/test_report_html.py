@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from helpers_report import fake_images, make_card, make_predictions
 
+from micrograde.pipeline.report.gallery import gallery_sample
 from micrograde.pipeline.report.ood import ood_warnings
 from micrograde.pipeline.report.page import (
     PREDICTION_COLUMNS,
@@ -17,7 +18,6 @@ from micrograde.pipeline.report.page import (
     write_predictions,
     write_report,
 )
-from micrograde.pipeline.report.gallery import gallery_sample
 
 REVIEW = "http://127.0.0.1:8000"
 RUN_INFO = {

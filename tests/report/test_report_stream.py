@@ -32,7 +32,9 @@ def test_chunked_files_equal_one_chunk_and_report_table_keeps_only_report_column
     whole = _write(tmp_path / "whole", table, len(table))
     for name in ("predictions.csv", "predictions.parquet"):
         assert (tmp_path / "small" / name).is_file()
-    assert (tmp_path / "small" / "predictions.csv").read_bytes() == (tmp_path / "whole" / "predictions.csv").read_bytes()
+    assert (tmp_path / "small" / "predictions.csv").read_bytes() == (
+        tmp_path / "whole" / "predictions.csv"
+    ).read_bytes()
     pa, pb = (pd.read_parquet(tmp_path / d / "predictions.parquet") for d in ("small", "whole"))
     pd.testing.assert_frame_equal(pa, pb)
     assert pa["detector"].isna().sum() == 10 and (pa["detector"].iloc[10:] == "K3").all()

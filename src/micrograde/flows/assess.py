@@ -15,6 +15,7 @@ import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from prefect import flow, task
@@ -22,19 +23,21 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from micrograde import __version__
-from micrograde.pipeline.catalogue.cache import load_entry
-from micrograde.pipeline.catalogue.schema import AssessRun
-from micrograde.pipeline.config import FrozenModel, IngestConfig, PreprocessConfig
-from micrograde.pipeline.io.digest import digest_of
-from micrograde.pipeline.io.locks import file_lock
-from micrograde.pipeline.io.publish import remove_stale, staged_folder
-from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
-from micrograde.pipeline.catalogue.workspace import new_run_id
-
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import import_ctf_task, ingest_flow
 from micrograde.flows.inputs import check_assess_inputs
 from micrograde.flows.runners import subflow
+from micrograde.pipeline.catalogue.cache import load_entry
+from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
+from micrograde.pipeline.catalogue.schema import AssessRun
+from micrograde.pipeline.catalogue.workspace import new_run_id
+from micrograde.pipeline.config import FrozenModel, IngestConfig, PreprocessConfig
+from micrograde.pipeline.io.digest import digest_of
+from micrograde.pipeline.io.locks import file_lock
+from micrograde.pipeline.io.publish import remove_stale, staged_folder
+
+if TYPE_CHECKING:
+    from micrograde.pipeline.report.outputs import OutputFiles
 
 __all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks"]
 
@@ -108,7 +111,7 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
 
 @task(name="predict-and-report", cache_policy=NO_CACHE)
 def report_task(ctx: RunContext, name: str, model_id: str, ids: list[int], rejects: pd.DataFrame, run_info: dict,
-                cfg: AssessConfig):
+                cfg: AssessConfig) -> tuple[Path, OutputFiles, int, list[str], int]:
     """Grade ``ids`` chunk by chunk into the report folder ``reports/<name>/`` (one writer at a time,
     built aside and published in one step), then write the report page and the selection files
     and record the run. ``predictions.csv``/``.parquet`` are appended per chunk; only the report
@@ -212,11 +215,15 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         ids += [int(i) for i in chosen["id"] if int(i) not in set(ids)]
         folders = {str(Path(p).parent) for p in chosen["path"]}
         all_rejects = reject_table(ws)
-        rejects = pd.concat([rejects, all_rejects[all_rejects["path"].map(lambda p: str(Path(p.split("#")[0]).parent) in folders)]])
+        rejects = pd.concat(
+            [rejects, all_rejects[all_rejects["path"].map(lambda p: str(Path(p.split("#")[0]).parent) in folders)]]
+        )
         rejects = rejects.drop_duplicates("path", keep="last")
         n_rejected = len(rejects)
     if not ids:
-        raise NothingToAssessError("no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else ""))
+        raise NothingToAssessError(
+            "no usable micrographs to assess" + (f" ({n_rejected} rejected)" if n_rejected else "")
+        )
     if cfg.star or cfg.cs:  # the user's CTF estimates join the features (a STAR without them only selects)
         import_ctf_task(ctx, cfg.star, cfg.cs, sorted(set(ids)), strict=False)
     if cfg.particles:  # names checked against the assessed micrographs before any grading
@@ -226,7 +233,7 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
     run_id = new_run_id("assess-")
     run_info = {
         "run_id": run_id,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "micrograde_version": __version__,
         "command_line": ctx.command or "",
         "model_id": model_id,

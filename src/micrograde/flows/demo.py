@@ -30,12 +30,11 @@ import pandas as pd
 from prefect import flow
 from pydantic import Field
 
-from micrograde.pipeline.io.atomic import atomic_write_text
-from micrograde.pipeline.config import FrozenModel, IngestConfig
-
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import ingest_flow
 from micrograde.flows.runners import subflow
+from micrograde.pipeline.config import FrozenModel, IngestConfig
+from micrograde.pipeline.io.atomic import atomic_write_text
 
 __all__ = ["DemoConfig", "DemoOutcome", "demo_flow", "SENIOR", "GRAD"]
 
@@ -88,13 +87,11 @@ def _import(ws, csv: Path, who: tuple[str, str]) -> str:
 @flow(name="micrograde-demo", flow_run_name="demo", validate_parameters=False)
 def demo_flow(ctx: RunContext, cfg: DemoConfig | None = None) -> DemoOutcome:
     """Simulate, ingest, label, train, assess: see the module docstring (the steps are subflows)."""
-    from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
-    from micrograde.pipeline.sim.files import noisy_labels, write_collection
-
-    from micrograde.models.grading import GraderConfig
-
     from micrograde.flows.assess import AssessConfig, assess_flow
     from micrograde.flows.train import train_flow
+    from micrograde.models.grading import GraderConfig
+    from micrograde.pipeline.sim.files import noisy_labels, write_collection
+    from micrograde.pipeline.sim.physics import DEFAULT_SESSIONS
 
     cfg = cfg or DemoConfig()
     if cfg.sessions > len(DEFAULT_SESSIONS):

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from micrograde.pipeline.config import IngestConfig
-
 from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
+from micrograde.pipeline.config import IngestConfig
 
 if TYPE_CHECKING:
     from micrograde.flows.facility import FacilityConfig
@@ -82,7 +81,9 @@ def build_deployments(serve: ServeConfig, facility: FacilityConfig | None = None
     if facility.retrain_after is not None and facility.retrain_deployment is None:
         facility = facility.model_copy(update={"retrain_deployment": RETRAIN_DEPLOYMENT})
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
-    runner = make_task_runner(serve.dask_address, None, None if serve.dask_address else serve.workers or _default_workers())
+    runner = make_task_runner(
+        serve.dask_address, None, None if serve.dask_address else serve.workers or _default_workers()
+    )
     ctx = serve.ctx.model_dump(mode="json")
     common = {
         "watch_dir": serve.watch_dir,

@@ -15,9 +15,10 @@ failures are quarantined by ingest and never retried. A file that fails for anot
 the database gone) is not committed: the watcher delivers it again at its next run, the next sweep
 tries it again, and the run fails loudly after finishing the other files and the reports. A lock
 beside the watch state keeps two runs from polling one folder at once, two sweeps of one folder
-wait for each other, and each report folder has one writer at a time (``flows/assess.py``); how many flow runs and tasks run at once is set where the flows
-are served (:mod:`micrograde.flows.deployments`). Each run is renamed after what it did, e.g.
-``watch: 3 new files, 1 rejected``.
+wait for each other, and each report folder has one writer at a time (``flows/assess.py``); how
+many flow runs and tasks run at once is set where the flows are served
+(:mod:`micrograde.flows.deployments`). Each run is renamed after what it did, e.g. ``watch: 3 new
+files, 1 rejected``.
 """
 
 from __future__ import annotations
@@ -36,15 +37,14 @@ from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import Field
 from sqlalchemy import select
 
-from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow, SessionRow
-from micrograde.pipeline.config import FrozenModel, IngestConfig
-from micrograde.pipeline.catalogue.ingest import IngestSummary, is_transient
-from micrograde.pipeline.io.watch import CompletionTracker, Handover, WatchConfig, settled_files, state_lock
-from micrograde.pipeline.catalogue.workspace import Workspace
-
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import IngestFailed, ingest_flow
 from micrograde.flows.runners import subflow
+from micrograde.pipeline.catalogue.ingest import IngestSummary, is_transient
+from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow, SessionRow
+from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import FrozenModel, IngestConfig
+from micrograde.pipeline.io.watch import CompletionTracker, Handover, WatchConfig, settled_files, state_lock
 
 __all__ = [
     "FacilityConfig",
@@ -196,7 +196,7 @@ def _as_utc(value):
     import datetime as dt
 
     if value.tzinfo is None:  # SQLite drops the zone; everything is written in UTC
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -378,9 +378,8 @@ def retrain_flow(ctx: RunContext, cfg: FacilityConfig | None = None, force: bool
     if not force and n_new < threshold:
         out = RetrainOutcome(False, n_new)
     else:
-        from micrograde.models.grading import GraderConfig
-
         from micrograde.flows.train import train_flow
+        from micrograde.models.grading import GraderConfig
 
         res = subflow(train_flow)(ctx, GraderConfig.model_validate(cfg.train))
         out = RetrainOutcome(True, n_new, res.model_id, str(res.model_dir), dict(res.metrics), list(res.warnings))

@@ -21,9 +21,8 @@ from prefect import flow, task
 from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
-from micrograde.pipeline.config import IngestConfig
-from micrograde.pipeline.io.ctf import read_ctf
-from micrograde.pipeline.io.discover import discover
+from micrograde.flows.context import RunContext
+from micrograde.pipeline.catalogue.ctf import CtfImport
 from micrograde.pipeline.catalogue.ingest import (
     FileOutcome,
     IngestSummary,
@@ -33,10 +32,10 @@ from micrograde.pipeline.catalogue.ingest import (
     record_reject,
     start_run,
 )
-from micrograde.pipeline.catalogue.ctf import CtfImport
 from micrograde.pipeline.catalogue.workspace import new_run_id
-
-from micrograde.flows.context import RunContext
+from micrograde.pipeline.config import IngestConfig
+from micrograde.pipeline.io.ctf import read_ctf
+from micrograde.pipeline.io.discover import discover
 
 __all__ = ["ingest_flow", "ingest_file_task", "import_ctf_task", "IngestFailed", "MAX_IN_FLIGHT"]
 

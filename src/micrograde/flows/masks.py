@@ -22,8 +22,15 @@ from tqdm.auto import tqdm
 
 from micrograde.pipeline.masks import MASK_CLASSES, USABLE, area_column, area_fractions
 
-__all__ = ["MaskResult", "StoredMask", "ParticleInputError", "check_particle_inputs", "load_run_mask_model", "compute_masks",
-           "write_mask_outputs"]
+__all__ = [
+    "MaskResult",
+    "StoredMask",
+    "ParticleInputError",
+    "check_particle_inputs",
+    "load_run_mask_model",
+    "compute_masks",
+    "write_mask_outputs",
+]
 
 _FRAME_RE = re.compile(r"^(\d+)@")
 

@@ -178,7 +178,7 @@ def _start_shared(home: Path, attempts: int = 3) -> str:
                 raise
             continue  # most likely the port was taken meanwhile
         state = {"url": url, "pid": proc.pid, "prefect": _prefect_version(),
-                 "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                 "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         atomic_write_text(home / STATE_FILE, json.dumps(state) + "\n")
         return url
     raise AssertionError("unreachable")

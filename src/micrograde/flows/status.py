@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import func, select
 
-from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, ModelRow, SessionRow
 from micrograde.pipeline.catalogue.files import file_counts
 from micrograde.pipeline.catalogue.query import reject_counts
+from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, ModelRow, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
 
 __all__ = ["workspace_status", "status_lines"]
@@ -28,7 +28,9 @@ def workspace_status(ws: Workspace) -> dict:
             columns=["id", "micrograph_id", "annotator_id", "label"],
         )
         n_annotators = s.execute(select(func.count(Annotator.id))).scalar_one()
-        models = s.execute(select(ModelRow.id, ModelRow.backbone, ModelRow.created_at).order_by(ModelRow.created_at)).all()
+        models = s.execute(
+            select(ModelRow.id, ModelRow.backbone, ModelRow.created_at).order_by(ModelRow.created_at)
+        ).all()
     latest = ann.sort_values("id").drop_duplicates(["micrograph_id", "annotator_id"], keep="last")
     latest = latest[latest["label"].notna()]
     rejects = reject_counts(ws)
@@ -56,8 +58,11 @@ def status_lines(status: dict) -> list[str]:
     lines.append(f"rejected files: {status['rejected']}")
     lines += [f"  {reason}: {n}" for reason, n in status["reject_reasons"].items()]
     lines.append(
-        f"labelled micrographs: {status['labelled']} ({status['annotations']} annotations by {status['annotators']} annotators)"
+        f"labelled micrographs: {status['labelled']} "
+        f"({status['annotations']} annotations by {status['annotators']} annotators)"
     )
-    lines.append(f"models: {len(status['models'])}" + (f" (latest {status['models'][-1]['id']})" if status["models"] else ""))
+    lines.append(
+        f"models: {len(status['models'])}" + (f" (latest {status['models'][-1]['id']})" if status["models"] else "")
+    )
     lines.append(f"reports: {len(status['reports'])}")
     return lines

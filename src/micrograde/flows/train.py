@@ -11,13 +11,12 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
+from micrograde.flows.context import RunContext
 from micrograde.labeling.consensus import consensus_table
 from micrograde.models.grading import GraderConfig, GraderOutcome, train_grader
-from micrograde.pipeline.catalogue.schema import ModelRow
 from micrograde.pipeline.catalogue.query import micrograph_table
+from micrograde.pipeline.catalogue.schema import ModelRow
 from micrograde.pipeline.catalogue.workspace import Workspace, new_run_id
-
-from micrograde.flows.context import RunContext
 
 __all__ = [
     "labelled_table",

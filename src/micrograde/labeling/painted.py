@@ -62,7 +62,7 @@ def save_painted(root: str | os.PathLike, micrograph_id: int, micrograph_name: s
         raise ValueError(f"unknown expertise {expertise!r}; expected one of {_EXPERTISE_ORDER}")
     folder = Path(root) / PAINTED_DIR / str(int(micrograph_id))
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     stem = f"{now:%Y%m%dT%H%M%S%fZ}_{int(annotator_id)}_{secrets.token_hex(3)}"
     path = folder / f"{stem}.mrc"
     counts = np.bincount(mask.astype(np.int64).ravel(), minlength=len(MASK_CLASSES))

@@ -33,8 +33,12 @@ __all__ = ["register"]
               help="Predict masks of bad regions: REPORT/masks/<stem>.mrc, area_<class> and usable_area columns.")
 @click.option("--mask-model", default=None,
               help="Mask model id under WORKSPACE/mask_models/ (default: 'default', trained on first use).")
-@click.option("--particles", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Picks to filter by the masks (.star, .cs, .box, .txt; repeatable): REPORT/particles_selected.<ext>.")
+@click.option(
+    "--particles",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Picks to filter by the masks (.star, .cs, .box, .txt; repeatable): REPORT/particles_selected.<ext>.",
+)
 @click.option("--particle-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Also remove picks within this distance (A) of a masked region.")
 @click.option("--include-medium", is_flag=True, help="Select good and medium micrographs (default: good only).")
@@ -68,11 +72,10 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, masks, mask_model, pa
     ingest_cfg = ingest_config_from(params)
     ctx = run_context(workspace, db)
     configure_prefect(ctx.root)  # before Prefect is imported: its home and logging
-    from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
-
     from micrograde.flows.assess import AssessConfig, NothingToAssessError, assess_flow
     from micrograde.flows.inputs import AssessInputError, check_assess_inputs
     from micrograde.flows.train import ModelNotFoundError
+    from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
 
     cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
                        include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
@@ -120,7 +123,9 @@ def _check_mask_inputs(root, cfg, sources) -> None:
         from micrograde.models.segmentation.store import check_mask_card
 
         try:
-            check_mask_card(read_card(mask_model_dir(Path(root), cfg.mask_model)), pixel_size=MaskInputConfig().pixel_size)
+            check_mask_card(
+                read_card(mask_model_dir(Path(root), cfg.mask_model)), pixel_size=MaskInputConfig().pixel_size
+            )
         except (ModelLoadError, ValueError) as exc:
             raise AssessInputError(f"--mask-model {cfg.mask_model}: {exc}") from exc
     if cfg.particles:

@@ -39,11 +39,11 @@ def preview(workspace: str, db: str | None, out: Path, n: int, k: int, seed: int
     import pydantic
     from sqlalchemy import select
 
-    from micrograde.pipeline.data.augment import AugmentConfig, build_augment
     from micrograde.pipeline.catalogue.cache import CacheMissError
-    from micrograde.pipeline.catalogue.schema import Annotation
-    from micrograde.pipeline.data.preview import preview_grid, preview_samples, save_figure_png
     from micrograde.pipeline.catalogue.query import micrograph_table
+    from micrograde.pipeline.catalogue.schema import Annotation
+    from micrograde.pipeline.data.augment import AugmentConfig, build_augment
+    from micrograde.pipeline.data.preview import preview_grid, preview_samples, save_figure_png
 
     try:
         cfg = AugmentConfig.model_validate_json(config_path.read_text()) if config_path else AugmentConfig(seed=seed)
@@ -67,7 +67,7 @@ def preview(workspace: str, db: str | None, out: Path, n: int, k: int, seed: int
         except CacheMissError as exc:
             click.echo(str(exc), err=True)
             raise SystemExit(1) from exc
-        titles = [f"{name}\n{session}" for name, session in zip(chosen["name"], chosen["session"])]
+        titles = [f"{name}\n{session}" for name, session in zip(chosen["name"], chosen["session"], strict=False)]
         fig = preview_grid(pairs, augmented, titles=titles)
         save_figure_png(fig, out)
     finally:

@@ -41,9 +41,8 @@ def _facility_options(func):
 
 
 def _facility_config(params: dict, **extra):
-    from micrograde.pipeline.io.watch import WatchConfig
-
     from micrograde.flows.facility import FacilityConfig
+    from micrograde.pipeline.io.watch import WatchConfig
 
     return FacilityConfig(
         watch=WatchConfig(min_age_s=params["min_age"], give_up_s=params["give_up"]),
@@ -79,8 +78,8 @@ def serve_cmd(workspace, db, watch_dir, cron, interval, limit, dask_address, das
     """Serve the facility deployments until Ctrl-C: watch (every --interval s), sweep (--cron), retrain.
 
     Uses the Prefect server in PREFECT_API_URL, else starts a private local one (its database in
-    PREFECT_HOME, WORKSPACE/.prefect by default). Trigger a retrain with `prefect deployment run micrograde-retrain/retrain`
-    (with PREFECT_API_URL set to the URL printed at start).
+    PREFECT_HOME, WORKSPACE/.prefect by default). Trigger a retrain with
+    `prefect deployment run micrograde-retrain/retrain` (with PREFECT_API_URL set to the URL printed at start).
 
     \b
     Example:

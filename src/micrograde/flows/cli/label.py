@@ -7,9 +7,8 @@ import sys
 
 import click
 
-from micrograde.pipeline.config import EXPERTISE_LEVELS
-
 from micrograde.flows.cli.options import db_option, json_option, open_workspace, workspace_option
+from micrograde.pipeline.config import EXPERTISE_LEVELS
 
 __all__ = ["register", "label_group"]
 
@@ -199,7 +198,9 @@ def agreement_cmd(workspace, db, as_json):
 
 
 @label_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep 127.0.0.1 unless behind a proxy).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (keep 127.0.0.1 unless behind a proxy)."
+)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--enforce-blind", is_flag=True, help="Never show other annotators' labels (no toggle).")
 @click.option("--secure-cookies", is_flag=True, help="Mark cookies Secure (when served over HTTPS by a proxy).")

@@ -98,9 +98,12 @@ def _opened(ctx: RunContext) -> Workspace:
 def ingest_options(func):
     """Options that shape an ingest (``ingest``, ``assess`` and ``flows serve`` share them)."""
     options = [
-        click.option("--session", default=None,
-                     help="Session name (default: session.json, EPU/SerialEM metadata, else the nearest folder "
-                          "whose name is not generic like Data, Movies or GridSquare_N)."),
+        click.option(
+            "--session",
+            default=None,
+            help="Session name (default: session.json, EPU/SerialEM metadata, else the nearest folder "
+            "whose name is not generic like Data, Movies or GridSquare_N).",
+        ),
         click.option(
             "--pixel-size",
             type=click.FloatRange(min=0, min_open=True),
@@ -120,10 +123,17 @@ def ingest_options(func):
         click.option("--grid-material", default=None, help="Session metadata: grid material (Cu, Au)."),
         click.option("--grid-maker", default=None, help="Session metadata: grid maker (Quantifoil, C-flat...)."),
         click.option("--dose", type=click.FloatRange(min=0), default=None, help="Session metadata: total dose, e/A^2."),
-        click.option("--voltage", type=click.FloatRange(min=0, min_open=True), default=None, metavar="KV",
-                     help="Session metadata: accelerating voltage, kV, for the defocus measure (default: the EPU "
-                          "header, session.json, else 300 assumed)."),
-        click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel files (default: CPU count)."),
+        click.option(
+            "--voltage",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="KV",
+            help="Session metadata: accelerating voltage, kV, for the defocus measure (default: the EPU "
+            "header, session.json, else 300 assumed).",
+        ),
+        click.option(
+            "--workers", type=click.IntRange(min=1), default=None, help="Parallel files (default: CPU count)."
+        ),
     ]
     for option in reversed(options):
         func = option(func)

@@ -100,14 +100,13 @@ def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed,
       micrograde train --workspace ws/
       micrograde train --workspace ws/ --finetune cv --epochs 12     # also try fine-tuning (slow on CPU)
     """
+    from micrograde.flows.runtime import prefect_session
     from micrograde.models.backbones.registry import DEFAULT_BACKBONE, MissingWeightsError, get_spec
     from micrograde.models.grading import EmbedderConfig, GraderConfig, TrainDataError
     from micrograde.models.grading.heads import needs_embedding
     from micrograde.models.training.ddp_entry import DistributedTrainingError
     from micrograde.models.training.recipe import TrainConfig
     from micrograde.pipeline.data.augment import AugmentConfig
-
-    from micrograde.flows.runtime import prefect_session
 
     ctx = run_context(workspace, db)
     recipe = {"backbone": backbone or DEFAULT_BACKBONE, "weights": weights, "balance": balance,
@@ -133,9 +132,11 @@ def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed,
         raise click.UsageError(str(exc)) from exc
     if needs_embedding(cfg.heads) and (weights == "none" or get_spec(cfg.embedder.backbone).default_weights == "none"
                                        and weights == "default"):
-        raise click.UsageError(f"heads {', '.join(h for h in cfg.heads if needs_embedding([h]))} read frozen pretrained "
-                               f"features: backbone {cfg.embedder.backbone} with weights {weights!r} has none; pass a "
-                               "weights file, another --backbone, or --heads baseline,physics")
+        raise click.UsageError(
+            f"heads {', '.join(h for h in cfg.heads if needs_embedding([h]))} read frozen pretrained "
+            f"features: backbone {cfg.embedder.backbone} with weights {weights!r} has none; pass a "
+            "weights file, another --backbone, or --heads baseline,physics"
+        )
     with prefect_session(ctx.root):
         from micrograde.flows.train import train_flow
 

@@ -21,7 +21,8 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path as PathParam, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -29,10 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, SessionRow
-from micrograde.pipeline.features import features_of
-from micrograde.pipeline.config import LABELS, REASON_TAGS
-from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.labeling import store
 from micrograde.labeling.errors import (
     InactiveAnnotatorError,
@@ -41,11 +38,15 @@ from micrograde.labeling.errors import (
     UnknownAnnotatorError,
     UnknownMicrographError,
 )
-from micrograde.labeling.web.images import ImageMissingError, micrograph_png
 from micrograde.labeling.queue import ModelProbs, build_queue, predictions_confidence
-from micrograde.labeling.web.tokens import SessionSigner
-from micrograde.labeling.web.auth import SECURITY_HEADERS, WebAuth, load_or_create_secret
 from micrograde.labeling.validation import MAX_COMMENT
+from micrograde.labeling.web.auth import SECURITY_HEADERS, WebAuth, load_or_create_secret
+from micrograde.labeling.web.images import ImageMissingError, micrograph_png
+from micrograde.labeling.web.tokens import SessionSigner
+from micrograde.pipeline.catalogue.schema import Annotation, Annotator, Micrograph, SessionRow
+from micrograde.pipeline.catalogue.workspace import Workspace
+from micrograde.pipeline.config import LABELS, REASON_TAGS
+from micrograde.pipeline.features import features_of
 
 __all__ = ["create_app", "STATIC_DIR"]
 
@@ -278,7 +279,9 @@ def create_app(
         return image(micrograph_id, "image", low, high)
 
     @app.get("/api/micrographs/{micrograph_id}/spectrum.png")
-    def spectrum_png(_v: Viewer, micrograph_id: MicrographId, low: Percentile = 2.0, high: Percentile = 99.8) -> Response:
+    def spectrum_png(
+        _v: Viewer, micrograph_id: MicrographId, low: Percentile = 2.0, high: Percentile = 99.8
+    ) -> Response:
         return image(micrograph_id, "spectrum", low, high)
 
     @app.post("/api/micrographs/{micrograph_id}/annotations")

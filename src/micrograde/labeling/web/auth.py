@@ -15,10 +15,10 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request, Response
 
-from micrograde.pipeline.io.atomic import create_private
+from micrograde.labeling.web.tokens import SessionSigner
 from micrograde.pipeline.catalogue.schema import Annotator
 from micrograde.pipeline.catalogue.workspace import Workspace
-from micrograde.labeling.web.tokens import SessionSigner
+from micrograde.pipeline.io.atomic import create_private
 
 __all__ = [
     "SESSION_COOKIE",

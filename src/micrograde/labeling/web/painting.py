@@ -12,7 +12,8 @@ import base64
 import binascii
 
 import numpy as np
-from fastapi import Body, Depends, FastAPI, HTTPException, Path as PathParam, Query
+from fastapi import Body, Depends, FastAPI, HTTPException, Query
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from micrograde.labeling.errors import UnknownMicrographError

@@ -68,7 +68,10 @@ def build_mask_model(folder: Path, cfg: MaskTrainConfig, examples, *, base: Path
     net, card = train_mask_model(cfg, examples, base=base_net, model_id=Path(folder).name, command=command,
                                  data_source=data_source, progress=progress)
     if base is not None:
-        card["base_model"] = {"id": base_model.model_id, "weights_sha256": base_model.card["files"]["weights"]["sha256"]}
+        card["base_model"] = {
+            "id": base_model.model_id,
+            "weights_sha256": base_model.card["files"]["weights"]["sha256"],
+        }
     return save_mask_model(folder, net, card)
 
 

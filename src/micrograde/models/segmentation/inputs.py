@@ -80,7 +80,9 @@ def mask_to_full(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask_to_view(mask, shape)
 
 
-def pad_to_multiple(x: np.ndarray, multiple: int = 32, value: float | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def pad_to_multiple(
+    x: np.ndarray, multiple: int = 32, value: float | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """``x`` (..., h, w) padded at the bottom/right to multiples of ``multiple``: (reflect, or ``value``);
     returns the padded array and the original (h, w)."""
     h, w = x.shape[-2:]

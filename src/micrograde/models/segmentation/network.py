@@ -30,7 +30,7 @@ DECODER_CHANNELS: tuple[int, ...] = (128, 64, 32, 24, 16)
 IN_CHANNELS = 2
 
 
-def _load_encoder(encoder: nn.Module, source: "OrderedDict[str, torch.Tensor]") -> None:
+def _load_encoder(encoder: nn.Module, source: OrderedDict[str, torch.Tensor]) -> None:
     """Copy ``source`` (the PyPI EfficientNet-Lite0 state_dict) in order into ``encoder``; the stem's
     RGB kernels are summed onto channel 0 and averaged onto the other input channels."""
     target = encoder.state_dict()

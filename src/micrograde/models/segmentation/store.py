@@ -75,8 +75,10 @@ def check_mask_card(card: dict, *, pixel_size: float | None = None) -> None:
                                 "train a mask model for this code table")
     trained = float(card.get("input", {}).get("pixel_size", float("nan")))
     if pixel_size is not None and not abs(trained - float(pixel_size)) <= 1e-3 * float(pixel_size):
-        raise MaskModelMismatch(f"mask model {name} was trained on inputs at {trained:g} A/px, but {float(pixel_size):g} "
-                                "A/px is asked for: train a mask model at this pixel size")
+        raise MaskModelMismatch(
+            f"mask model {name} was trained on inputs at {trained:g} A/px, but {float(pixel_size):g} "
+            "A/px is asked for: train a mask model at this pixel size"
+        )
 
 
 @dataclass
@@ -102,7 +104,9 @@ class MaskModel:
         try:
             net.load_state_dict(state)
         except (RuntimeError, TypeError) as exc:
-            raise ModelLoadError(f"mask model {self.model_id}: {MASK_WEIGHTS} does not fit the network: {exc}") from None
+            raise ModelLoadError(
+                f"mask model {self.model_id}: {MASK_WEIGHTS} does not fit the network: {exc}"
+            ) from None
         self.net = net.to(self.device).eval()
 
     @property

@@ -162,7 +162,7 @@ def train_mask_model(cfg: MaskTrainConfig, examples: Iterable[MaskExample], *, b
     digest = hashlib.sha256("".join(sorted(e.digest for e in examples)).encode()).hexdigest()
     card = {
         "id": model_id,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "micrograde_version": __version__,
         "command_line": command,
         "seed": cfg.seed,

@@ -112,7 +112,9 @@ def _read_star(path: Path) -> ParticleFile:
     loops = [n for n, b in blocks.items() if isinstance(b, pd.DataFrame)
              and {"rlnCoordinateX", "rlnCoordinateY"} <= set(b.columns)]
     if not loops:
-        raise ParticleFormatError(f"{path}: no block has _rlnCoordinateX and _rlnCoordinateY (not a pick/particle STAR)")
+        raise ParticleFormatError(
+            f"{path}: no block has _rlnCoordinateX and _rlnCoordinateY (not a pick/particle STAR)"
+        )
     name = "particles" if "particles" in loops else loops[0]
     table = blocks[name]
     names = (table["rlnMicrographName"].astype(str).to_numpy() if "rlnMicrographName" in table.columns

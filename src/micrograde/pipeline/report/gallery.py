@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.signal.display import data_uri, png_bytes, to_uint8
 from micrograde.pipeline.report.render import fmt
+from micrograde.pipeline.signal.display import data_uri, png_bytes, to_uint8
 
 __all__ = ["gallery_sample", "gallery_view", "downsample", "review_link", "ImageGetter"]
 

@@ -6,9 +6,8 @@ getter (``cache_key -> uint8 label map``, any resolution; nearest-sampled onto t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import io
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -23,7 +22,12 @@ from micrograde.pipeline.signal.display import data_uri, to_uint8
 __all__ = ["MASK_COLOURS", "MaskGetter", "overlay", "usable_area_histogram", "masks_view"]
 
 #: RGB colour of each code in overlays (usable is left uncoloured)
-MASK_COLOURS: dict[int, tuple[int, int, int]] = {1: (70, 130, 255), 2: (255, 60, 60), 3: (255, 200, 0), 4: (170, 0, 255)}
+MASK_COLOURS: dict[int, tuple[int, int, int]] = {
+    1: (70, 130, 255),
+    2: (255, 60, 60),
+    3: (255, 200, 0),
+    4: (170, 0, 255),
+}
 MaskGetter = Callable[[str], tuple[np.ndarray, np.ndarray]]  # cache_key -> (thumbnail, mask)
 _SIDE = 256
 
@@ -85,7 +89,8 @@ def masks_view(predictions: pd.DataFrame, get_masks: MaskGetter | None, n: int =
                 item["src"] = None
         items.append(item)
     legend = [{"name": c.name, "code": c.code,
-               "colour": "#%02x%02x%02x" % MASK_COLOURS[c.code] if c.code != USABLE else "none"} for c in MASK_CLASSES]
+               "colour": "#{:02x}{:02x}{:02x}".format(*MASK_COLOURS[c.code]) if c.code != USABLE else "none"}
+              for c in MASK_CLASSES]
     means = [(c.name, fmt(float(pd.to_numeric(predictions[area_column(c.name)]).mean()), 3))
              for c in MASK_CLASSES if c.code != USABLE and area_column(c.name) in predictions]
     return {"plot": image(usable_area_histogram(predictions), "usable-area distribution"), "thumbs": items,

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from micrograde.pipeline.config import LABELS
-from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.export.cryosparc import read_cs, select_cs, selection_paths_csv, write_cs, write_csg
 from micrograde.pipeline.export.relion import read_star, selection_star, write_star
+from micrograde.pipeline.features import feature_names
 from micrograde.pipeline.report.page import build_report, write_predictions, write_report
 
 __all__ = ["prediction_table", "present_ctf_columns", "OutputFiles", "write_outputs"]
@@ -59,7 +59,7 @@ def prediction_table(
             "cache_key": rows["cache_key"],
         }
     )
-    cons = {} if consensus is None else dict(zip(consensus["micrograph_id"], consensus["label"]))
+    cons = {} if consensus is None else dict(zip(consensus["micrograph_id"], consensus["label"], strict=False))
     out["consensus"] = [cons.get(i, "") for i in out["micrograph_id"]]
     return out
 
@@ -72,7 +72,9 @@ def _column(rows: pd.DataFrame, name: str) -> pd.Series:
 
 def present_ctf_columns(rows: pd.DataFrame) -> list[str]:
     """The CTF features some of ``rows`` has a value for."""
-    return [n for n in feature_names("ctf") if n in rows.columns and pd.to_numeric(rows[n], errors="coerce").notna().any()]
+    return [
+        n for n in feature_names("ctf") if n in rows.columns and pd.to_numeric(rows[n], errors="coerce").notna().any()
+    ]
 
 
 def _feature_columns(rows: pd.DataFrame, ctf_columns: Sequence[str] | None = None) -> list[str]:

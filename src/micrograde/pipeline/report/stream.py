@@ -14,8 +14,10 @@ format pandas would choose for the whole column.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 
@@ -40,9 +42,9 @@ class PredictionSink:
     def __init__(self, folder: str | os.PathLike) -> None:
         folder = Path(folder)
         self.csv_path, self.parquet_path = folder / "predictions.csv", folder / "predictions.parquet"
-        self._csv = None
-        self._parquet = None
-        self._schema = None
+        self._csv: IO[str] | None = None
+        self._parquet: Any = None  # a pyarrow.parquet.ParquetWriter once the first chunk is written
+        self._schema: Any = None  # its pyarrow schema
         self._columns: list[str] | None = None
         self._kept: list[pd.DataFrame] = []
         self.n_rows = 0
@@ -113,9 +115,7 @@ class PredictionSink:
         """Close the files without finishing them (the staged folder is removed by its owner)."""
         for handle in (self._csv, self._parquet):
             if handle is not None:
-                try:
+                with contextlib.suppress(Exception):  # the folder is thrown away anyway
                     handle.close()
-                except Exception:  # noqa: BLE001 - the folder is thrown away anyway
-                    pass
         self._csv = self._parquet = None
         self._kept = []
