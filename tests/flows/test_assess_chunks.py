@@ -133,3 +133,41 @@ def test_ingest_submits_at_most_max_in_flight_files_at_once(prefect_harness, tmp
     summary = ingest.ingest_flow([str(tmp_path / "src")], RunContext(root=tmp_path / "ws"))
     assert summary.ingested == 12 and summary.rejected == 0 and len(set(summary.micrograph_ids)) == 12
     assert max(windows) == 3 and len(windows) == 12, windows
+
+
+class _DarkestTenth:
+    """Stands in for a mask model: the darkest tenth of the network's grid is contamination."""
+
+    card = {"id": "dark", "files": {"weights": {"sha256": "0" * 64}}}
+
+    def predict_view(self, image, pixel_size):
+        from micrograde.models.segmentation.inputs import mask_inputs
+        from micrograde.pipeline.masks import CONTAMINATION
+
+        view = mask_inputs(image, pixel_size)[0]
+        return np.where(view <= np.quantile(view, 0.1), CONTAMINATION, 0).astype(np.uint8)
+
+
+def test_masks_in_chunks_are_the_masks_of_one_chunk(tiny_workspace, monkeypatch):
+    """``assess --masks`` writes each chunk's masks as it goes and keeps only their names: the label
+    maps, the area columns and the report are those of a run in one chunk."""
+    import micrograde.flows.masks as masks
+    from micrograde.flows.assess import AssessConfig, assess_flow
+    from micrograde.pipeline.io.label_maps import read_label_map
+
+    root, _src, model_id = tiny_workspace
+    loads = []
+    monkeypatch.setattr(masks, "load_run_mask_model", lambda *a, **k: loads.append(1) or _DarkestTenth())
+    runs = [assess_flow([], RunContext(root=root), None,
+                        AssessConfig(model_id=model_id, chunk_size=size, sessions=("session_1",), masks=True))
+            for size in (CHUNK, 10_000)]
+    assert len(loads) == 2, "the mask model is loaded once per run"
+    a, b = (r.report_dir for r in runs)
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+    pred = pd.read_csv(a / "predictions.csv")
+    assert len(pred) == N_FILES // 2 and (pred["area_contamination"] > 0.05).all()
+    names = sorted(p.name for p in (a / "masks").glob("*.mrc"))
+    assert names == sorted(p.name for p in (b / "masks").glob("*.mrc")) and len(names) == N_FILES // 2
+    for name in names[:: max(1, len(names) // 8)]:
+        np.testing.assert_array_equal(read_label_map(a / "masks" / name)[0], read_label_map(b / "masks" / name)[0])
+    assert 'id="masks"' in (a / "report.html").read_text()

@@ -21,12 +21,15 @@ from typing import IO, Any
 
 import pandas as pd
 
+from micrograde.pipeline.masks import DEFECT_CLASSES, area_column
 from micrograde.pipeline.report.page import PREDICTION_COLUMNS, check_predictions, prediction_frame
 
 __all__ = ["REPORT_COLUMNS", "PredictionSink"]
 
-#: Columns kept for the report page, the out-of-distribution warnings and the selection files.
-REPORT_COLUMNS: tuple[str, ...] = (*PREDICTION_COLUMNS, "voltage_kv")
+#: Columns kept for the report page, the out-of-distribution warnings and the selection files (the
+#: masks' area columns of ``assess --masks`` for its Masks section).
+REPORT_COLUMNS: tuple[str, ...] = (*PREDICTION_COLUMNS, "voltage_kv", *(area_column(n) for n in DEFECT_CLASSES),
+                                   "usable_area")
 
 
 def _stamp_text(value) -> str:
