@@ -1,12 +1,12 @@
 """Assess benchmark (issue 6): `micrograde assess` end to end on K3-size float32 micrographs.
 
-Setup (not timed): a workspace with a small model of the DEFAULT backbone (efficientnet_lite0 at
-its default input size) trained on ``--train-n`` simulated labelled micrographs for
-``--epochs-head`` + ``--epochs-finetune`` epochs (its quality does not matter for speed), in a
-child process. Then ``--distinct`` K3-size (5760 x 4092, 0.83 A/px) float32 micrographs are
-simulated with ``pipeline.simulate.simulate_micrograph`` (realistic content and spectra, about
-6 s each) and every file written is one of them shifted along x by a multiple of 37 px (the
-simulation is periodic, so the content stays seamless and every file's bytes are distinct).
+Setup (not timed): a workspace with the default grader (frozen EfficientNet-Lite0 embeddings and
+the candidate heads, chosen by cross-validation) trained on ``--train-n`` simulated labelled
+micrographs (its quality does not matter for speed), in a child process. Then ``--distinct``
+K3-size (5760 x 4092, 0.83 A/px) float32 micrographs are simulated with the simulator's
+``simulate_micrograph`` (realistic content and spectra, about 6 s each) and every file written is
+one of them shifted along x by a multiple of 37 px (the simulation is periodic, so the content
+stays seamless and every file's bytes are distinct).
 The folder has a ``session.json`` (K3, Au UltrAuFoil), as a facility's would.
 
 Measures, for each count N (default 10 and 50), on a fresh copy of the trained workspace:
@@ -26,7 +26,7 @@ The workspace's Prefect home is copied from the setup run, so its database is al
 Run by hand (never in the test suite), on a quiet machine:
     .venv/bin/python bench/bench_assess.py --counts 10 50 --workers 2
     .venv/bin/python bench/bench_assess.py --quick        # smoke run: counts 2 4
-Options: --counts, --workers, --distinct, --train-n, --epochs-head, --epochs-finetune, --seed,
+Options: --counts, --workers, --distinct, --train-n, --seed,
 --warm, --tmp DIR (needs ~100 MB per micrograph of the largest count), --keep.
 Writes bench/results/assess.json (assess-quick.json with --quick) and prints a Markdown table for
 bench/README.md.
@@ -122,8 +122,8 @@ def evict(files: list[Path]) -> None:
             os.close(fd)
 
 
-def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int, seed: int) -> str:
-    """Child process: simulate, ingest, label (truth) and train a small default-backbone model."""
+def setup_model(root: str, train_n: int, seed: int) -> str:
+    """Child process: simulate, ingest, label (truth) and train the default grader."""
     from micrograde.flows.runtime import configure_prefect
 
     configure_prefect()
@@ -133,8 +133,7 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
     from micrograde.flows.ingest import ingest_flow
     from micrograde.flows.train import train_flow
     from micrograde.labeling.store import import_labels
-    from micrograde.models.training.recipe import TrainConfig
-    from micrograde.models.training.run import TrainRunConfig
+    from micrograde.models.grading import GraderConfig
     from micrograde.pipeline.config import IngestConfig
     from micrograde.pipeline.io.atomic import atomic_write_text
     from micrograde.pipeline.sim.files import write_collection
@@ -153,9 +152,7 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
         csv = base / "labels.csv"
         atomic_write_text(csv, truth[["micrograph", "label"]].to_csv(index=False))
         import_labels(ctx.workspace(), csv, "bench-truth", "senior-scientist")
-        cfg = TrainRunConfig(train=TrainConfig(epochs_head=epochs_head, epochs_finetune=epochs_finetune, seed=seed),
-                             min_per_class=3)
-        return train_flow(ctx, cfg).model_id
+        return train_flow(ctx, GraderConfig(seed=seed, finetune="never")).model_id
 
     return setup()
 
@@ -163,8 +160,8 @@ def setup_model(root: str, train_n: int, epochs_head: int, epochs_finetune: int,
 def run_setup_isolated(base: Path, args: argparse.Namespace) -> str:
     code = (
         "import sys;sys.path.insert(0,%r);import bench_assess as b;"
-        "print('MODEL-ID', b.setup_model(%r,%d,%d,%d,%d))"
-        % (str(HERE), str(base), args.train_n, args.epochs_head, args.epochs_finetune, args.seed)
+        "print('MODEL-ID', b.setup_model(%r,%d,%d))"
+        % (str(HERE), str(base), args.train_n, args.seed)
     )
     home = base / "ws" / ".prefect"  # where `micrograde` puts it; Prefect creates no missing parents
     home.mkdir(parents=True)
@@ -220,8 +217,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="`micrograde assess --workers`")
     p.add_argument("--distinct", type=int, default=None, help="distinct simulated K3 micrographs (default 6)")
     p.add_argument("--train-n", type=int, default=36, help="simulated labelled micrographs for the setup model")
-    p.add_argument("--epochs-head", type=int, default=2)
-    p.add_argument("--epochs-finetune", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None, help="parent of the scratch folder (~100 MB per K3 micrograph)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (workspaces, files, reports)")
@@ -232,8 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.distinct = args.distinct or (2 if args.quick else 6)
     if min(args.counts) < 1 or args.workers < 1 or args.distinct < 1:
         p.error("--counts, --workers and --distinct must be positive")
-    if args.train_n < 12 or min(args.epochs_head, args.epochs_finetune) < 0:
-        p.error("--train-n must be >= 12 (3 classes x 4 sessions) and epochs >= 0")
+    if args.train_n < 12:
+        p.error("--train-n must be >= 12 (3 classes x 4 sessions)")
     return args
 
 
@@ -246,8 +241,8 @@ def machine_info() -> dict:
 
 def bench(root: Path, args: argparse.Namespace) -> dict:
     base = root / "base"
-    print(f"[1/3] training the setup model ({args.train_n} simulated micrographs, "
-          f"{args.epochs_head} + {args.epochs_finetune} epochs, default backbone)", flush=True)
+    print(f"[1/3] training the setup model (the default grader on {args.train_n} simulated micrographs)",
+          flush=True)
     t = time.perf_counter()
     model_id = run_setup_isolated(base, args)
     setup_s = time.perf_counter() - t
