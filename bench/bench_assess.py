@@ -123,7 +123,13 @@ def evict(files: list[Path]) -> None:
 
 
 def setup_model(root: str, train_n: int, seed: int) -> str:
-    """Child process: simulate, ingest, label (truth) and train the default grader."""
+    """Child process: simulate, ingest, label (truth) and train the default grader; its model id."""
+    return setup_grader(root, train_n, seed).model_id
+
+
+def setup_grader(root: str, train_n: int, seed: int):
+    """Simulate ``train_n`` labelled micrographs under ``root``, ingest them into ``root/ws``, import
+    their true labels and train the default grader (no fine-tuning); the training outcome."""
     from micrograde.flows.runtime import configure_prefect
 
     configure_prefect()
@@ -141,8 +147,8 @@ def setup_model(root: str, train_n: int, seed: int) -> str:
     base = Path(root)
 
     @flow(name="bench-assess-setup", validate_parameters=False)
-    def setup() -> str:
-        ctx = RunContext(root=base / "ws", command="bench_assess setup", progress=True)
+    def setup():
+        ctx = RunContext(root=base / "ws", command="bench setup", progress=True)
         truth = write_collection(base / "sim", train_n, seed=seed, balance=True, progress=True)
         truth = truth.assign(micrograph=[str((base / "sim" / m).resolve()) for m in truth["micrograph"]])
         folders = sorted({str(Path(m).parent) for m in truth["micrograph"]})
@@ -152,7 +158,7 @@ def setup_model(root: str, train_n: int, seed: int) -> str:
         csv = base / "labels.csv"
         atomic_write_text(csv, truth[["micrograph", "label"]].to_csv(index=False))
         import_labels(ctx.workspace(), csv, "bench-truth", "senior-scientist")
-        return train_flow(ctx, GraderConfig(seed=seed, finetune="never")).model_id
+        return train_flow(ctx, GraderConfig(seed=seed, finetune="never"))
 
     return setup()
 

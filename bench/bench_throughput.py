@@ -57,35 +57,11 @@ class BenchError(RuntimeError):
 
 
 def setup_model(root: str, train_n: int, seed: int) -> str:
-    """Child process: simulate, ingest, label (truth) and train a grader with the default candidates."""
-    from micrograde.flows.runtime import configure_prefect
+    """Child process: bench_assess's setup (simulate, ingest, label, train the default grader); "model_id head"."""
+    from bench_assess import setup_grader
 
-    configure_prefect()
-    from prefect import flow
-
-    from micrograde.flows.context import RunContext
-    from micrograde.flows.ingest import ingest_flow
-    from micrograde.flows.train import train_flow
-    from micrograde.labeling.store import import_labels
-    from micrograde.models.grading import GraderConfig
-    from micrograde.pipeline.io.atomic import atomic_write_text
-    from micrograde.pipeline.sim.files import write_collection
-
-    base = Path(root)
-
-    @flow(name="bench-throughput-setup", validate_parameters=False)
-    def setup() -> str:
-        ctx = RunContext(root=base / "ws", command="bench_throughput setup", progress=True)
-        truth = write_collection(base / "train", train_n, seed=seed, balance=True, progress=True)
-        truth = truth.assign(micrograph=[str((base / "train" / m).resolve()) for m in truth["micrograph"]])
-        ingest_flow([str(base / "train")], ctx)
-        csv = base / "labels.csv"
-        atomic_write_text(csv, truth[["micrograph", "label"]].to_csv(index=False))
-        import_labels(ctx.workspace(), csv, "bench-truth", "senior-scientist")
-        out = train_flow(ctx, GraderConfig(finetune="never"))
-        return f"{out.model_id} {out.card['head']['kind']}"
-
-    return setup()
+    out = setup_grader(root, train_n, seed)
+    return f"{out.model_id} {out.card['head']['kind']}"
 
 
 def run_measured(cmd: list[str], env: dict) -> dict:
