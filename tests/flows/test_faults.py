@@ -62,7 +62,25 @@ _CHILD = textwrap.dedent(
             with real_open(path, mode) as fh:
                 yield fh
         atomic.atomic_open = atomic_open
-    if argv[0] == "train-tiny":
+    elif mode == "torch-checkpoint":  # half of a fine-tuning checkpoint is on disk
+        import torch
+        def save(obj, f, *a, **kw):
+            if hasattr(f, "write"):
+                f.write(b"PK\\x03\\x04 half a checkpoint")
+                f.flush()
+            stall()
+        torch.save = save
+    if argv[0] == "finetune-tiny":  # the fine-tuning recipe, which checkpoints every epoch
+        from micrograde.flows.train import labelled_table
+        from micrograde.models.training.recipe import TrainConfig
+        from micrograde.models.training.run import TrainRunConfig, train_model
+        from micrograde.pipeline.catalogue.workspace import Workspace
+        ws = Workspace.open(argv[1])
+        cfg = TrainRunConfig(train=TrainConfig(backbone="lenet", weights="none", epochs_head=1,
+                                               epochs_finetune=1, batch_size=8), min_per_class=1)
+        train_model(labelled_table(ws), ws.cache_dir, Path(argv[2]), cfg, model_id="tiny-net", progress=False)
+        print("trained")
+    elif argv[0] == "train-tiny":
         from micrograde.flows.runtime import prefect_session
         with prefect_session(argv[1]):
             from micrograde.flows.context import RunContext
@@ -165,6 +183,25 @@ def test_kill_9_during_the_model_file_write_leaves_no_half_model(trained, tmp_pa
         assert set(s.execute(select(ModelRow.id)).scalars()) == models_before | {new_id}
     assert new_id not in dirs_before
     assert load_grader(root / "models" / new_id).model_id == new_id
+
+
+def test_kill_9_during_a_training_checkpoint_write_leaves_no_half_checkpoint(trained, tmp_path):
+    import torch
+
+    root = trained[0]
+    out = tmp_path / "network"
+    _run_and_kill(tmp_path, "torch-checkpoint", ["finetune-tiny", str(root), str(out)])
+    written = sorted(out.rglob("*.pt"))  # only ever whole checkpoints under their real names
+    for path in written:
+        torch.load(path, map_location="cpu", weights_only=False)
+    halves = [p for p in out.rglob("*") if p.is_file() and p.read_bytes().endswith(b"half a checkpoint")]
+    assert halves and all(p.name.endswith(".part") for p in halves), "half a checkpoint only under a temporary name"
+
+    done = subprocess.run([sys.executable, str(tmp_path / "child_torch-checkpoint.py"), str(tmp_path / "unused"),
+                           "none", "finetune-tiny", str(root), str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "trained"
+    torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
 
 
 def test_two_sweeps_at_once_ingest_each_file_once_and_write_one_report(trained, tmp_path):
