@@ -69,7 +69,7 @@ class Workspace:
         if not root.exists():
             if not create:
                 raise WorkspaceError(f"workspace {root} does not exist")
-            root.mkdir(parents=True)
+            root.mkdir(parents=True, exist_ok=True)  # another process may be creating it this very moment
         for sub in ("cache", "models", "reports", "quarantine"):
             (root / sub).mkdir(exist_ok=True)
         url = db_url or f"sqlite:///{root / DB_FILENAME}"
