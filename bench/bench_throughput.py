@@ -29,7 +29,8 @@ a facility session do (a fresh home per command would time Prefect's database mi
 Run by hand (never in the test suite):
     .venv/bin/python bench/bench_throughput.py                       # k3 6 50, tiny 100 1000
     .venv/bin/python bench/bench_throughput.py --quick               # k3 2, tiny 20 60, no peer
-Options: --k3, --tiny, --workers, --train-n, --floor-n, --no-peer, --tmp DIR, --keep.
+    .venv/bin/python bench/bench_throughput.py --k3 6 50 --tiny --no-peer --dask-workers 2   # threads vs Dask
+Options: --k3, --tiny, --workers, --dask-workers, --train-n, --floor-n, --no-peer, --tmp DIR, --keep.
 Writes bench/results/throughput.json and prints a Markdown table for bench/README.md.
 """
 
@@ -78,20 +79,35 @@ def run_measured(cmd: list[str], env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def assess_once(folder: Path, base_ws: Path, ws: Path, workers: int, n: int, home: Path) -> dict:
+def assess_once(folder: Path, base_ws: Path, ws: Path, workers: int, n: int, home: Path,
+                dask_workers: int | None = None) -> dict:
     """One measured `micrograde assess` on a fresh copy of the trained workspace; every run uses the
-    same Prefect home, whose shared local API server the warm-up command started (see ``bench``)."""
+    same Prefect home, whose shared local API server the warm-up command started (see ``bench``).
+    ``dask_workers``: run on a local Dask cluster of that many worker processes instead of threads."""
     shutil.copytree(base_ws, ws, ignore=shutil.ignore_patterns(".prefect"))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    runner = ["--dask-workers", str(dask_workers)] if dask_workers else ["--workers", str(workers)]
     res = run_measured([sys.executable, "-m", "micrograde", "assess", str(folder), "--workspace", str(ws),
-                        "--workers", str(workers)], env)
+                        *runner], env)
     if res["rc"] != 0:
         raise BenchError(f"`micrograde assess` exited {res['rc']}:\n{res['err']}")
     said = re.search(r"assessed (\d+) micrographs", res["err"] + res["out"])
     if not said or int(said.group(1)) != n:
         raise BenchError(f"expected {n} micrographs assessed: {res['err'][-1500:]}")
     return {"n": n, "seconds": round(res["seconds"], 2), "micrographs_per_s": round(n / res["seconds"], 2),
-            "cpu_s": round(res["cpu_s"], 1), "peak_rss_mb": round(res["rss_mb"]), "load": os.getloadavg()[0]}
+            "cpu_s": round(res["cpu_s"], 1), "peak_rss_mb": round(res["rss_mb"]), "load": os.getloadavg()[0],
+            "runner": f"dask {dask_workers} workers" if dask_workers else f"threads {workers}"}
+
+
+def dask_start(workers: int) -> float:
+    """Seconds to start and close a local Dask cluster of ``workers`` processes (part of every Dask run)."""
+    code = ("import time;from distributed import Client,LocalCluster;t=time.perf_counter();"
+            f"c=LocalCluster(n_workers={workers},threads_per_worker=1,processes=True,dashboard_address=None);"
+            "cl=Client(c);cl.close();c.close();print(time.perf_counter()-t)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"a local Dask cluster did not start:\n{done.stderr[-2000:]}")
+    return round(float(done.stdout.strip().splitlines()[-1]), 2)
 
 
 def ingest_floor(files: list[Path], root: Path) -> dict:
@@ -203,7 +219,8 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
     if done.returncode != 0 or not lines:
         raise BenchError("training the setup model failed; see the output above")
     model_id, head = lines[-1]
-    res: dict = {"model_id": model_id, "head": head, "workers": args.workers, "k3": [], "tiny": [], "peer": []}
+    res: dict = {"model_id": model_id, "head": head, "workers": args.workers, "k3": [], "tiny": [], "peer": [],
+                 "k3_dask": []}
     home = root / "prefect-home"  # one Prefect home for every measured command (as a facility's session)
     home.mkdir()
     print("[warm-up] one assess of 4 small micrographs: creates the Prefect database, starts the shared API",
@@ -222,6 +239,15 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
             row = assess_once(folder, base / "ws", root / f"ws-k3-{i}-{n}", args.workers, n, home)
             print("  assess", json.dumps(row), flush=True)
             res["k3"].append(row)
+            if args.dask_workers:  # the same files on a local Dask cluster
+                evict(files[:n])
+                row = assess_once(folder, base / "ws", root / f"ws-k3-dask-{i}-{n}", args.workers, n, home,
+                                  dask_workers=args.dask_workers)
+                print("  assess (dask)", json.dumps(row), flush=True)
+                res["k3_dask"].append(row)
+        if args.dask_workers:
+            res["dask_start_s"] = dask_start(args.dask_workers)
+            print("  dask cluster start + close", res["dask_start_s"], "s", flush=True)
         if args.floor_n > 1:
             res["ingest_floor"] = ingest_floor(files[: args.floor_n], root)
             print("  ingest floor", json.dumps(res["ingest_floor"]), flush=True)
@@ -251,23 +277,27 @@ def bench(root: Path, args: argparse.Namespace) -> dict:
 def markdown(res: dict) -> str:
     peer = {r["n"]: r for r in res["peer"]}
     lines = [f"model head: {res['head']}; --workers {res['workers']}; {res['machine']['cpus']} CPUs", "",
-             "| input | micrographs | seconds | micrographs/s | CPU (s) | peak RSS (MB) | load | miffi seconds | "
-             "miffi /s | micrograde / miffi (rate) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["k3"]:
+             "| input | runner | micrographs | seconds | micrographs/s | CPU (s) | peak RSS (MB) | load | "
+             "miffi seconds | miffi /s | micrograde / miffi (rate) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in [*res["k3"], *res.get("k3_dask", [])]:
         p = peer.get(r["n"], {})
         if "seconds" in p:
             cells = f"{p['seconds']} | {p['micrographs_per_s']} | {r['micrographs_per_s'] / p['micrographs_per_s']:.2f}"
         else:
             cells = "not measured | | "
-        lines.append(f"| K3 float32 | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | {r['cpu_s']} | "
-                     f"{r['peak_rss_mb']} | {r['load']:.1f} | {cells} |")
+        lines.append(f"| K3 float32 | {r.get('runner', '')} | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | "
+                     f"{r['cpu_s']} | {r['peak_rss_mb']} | {r['load']:.1f} | {cells} |")
     for r in res["tiny"]:
-        lines.append(f"| small 680x960 | {r['n']} | {r['seconds']} | {r['micrographs_per_s']} | {r['cpu_s']} | "
+        lines.append(f"| small 680x960 | {r.get('runner', '')} | {r['n']} | {r['seconds']} | "
+                     f"{r['micrographs_per_s']} | {r['cpu_s']} | "
                      f"{r['peak_rss_mb']} | {r['load']:.1f} | | | |")
     w = res.get("warm_up") or {}
     lines.append(f"\nWarm-up (first command: Prefect database created, shared API started; not in the table): "
                  f"{w.get('seconds')} s for 4 small micrographs.")
     lines.append(f"Peer: {res.get('peer_note') or 'not run (no K3 counts)'}")
+    if "dask_start_s" in res:
+        lines.append(f"A local Dask cluster of {res['k3_dask'][0]['runner'].split()[1]} worker processes starts and "
+                     f"stops in {res['dask_start_s']} s, part of each Dask run.")
     if "ingest_floor" in res:
         f = res["ingest_floor"]
         lines.append(f"Ingest per K3 micrograph (median of {f['files']}): {f['ingest_s']} s; floor (read + one "
@@ -285,6 +315,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-n", type=int, default=36)
     p.add_argument("--floor-n", type=int, default=3, help="K3 files for the ingest floor ratio (first is warm-up)")
     p.add_argument("--no-peer", dest="peer", action="store_false")
+    p.add_argument("--dask-workers", type=int, default=0,
+                   help="also assess the K3 files on a local Dask cluster of N worker processes (0: not)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None)
     p.add_argument("--keep", action="store_true")

@@ -85,11 +85,23 @@ def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one
             yield chunk
             del chunk
 
+    real_table = assess.micrograph_table
+    table_reads: list[int] = []
+
+    def table(ws, ids=None):
+        table_reads.append(len(ids) if ids is not None else -1)
+        return real_table(ws, ids)
+
     monkeypatch.setattr(assess, "predict_chunks", counted)
+    monkeypatch.setattr(assess, "micrograph_table", table)
     sessions = ("session_0", "session_1")
     chunked = assess_flow([], RunContext(root=root), None,
                           AssessConfig(model_id=model_id, chunk_size=CHUNK, sessions=sessions))
     assert seen["chunks"] == -(-N_FILES // CHUNK) and seen["rows"] == N_FILES
+    # each chunk's catalogue rows are read once (the run's CTF columns come from a narrower query)
+    assert sum(1 for n in table_reads if 0 < n <= CHUNK) == seen["chunks"], table_reads
+    assert max(table_reads) <= CHUNK, "no catalogue read of the whole run"
+    monkeypatch.setattr(assess, "micrograph_table", real_table)
     assert seen["most_alive"] == 1, "a chunk of predictions was still alive when the next was made"
     assert not live, "every chunk was released"
     monkeypatch.setattr(assess, "predict_chunks", real)

@@ -70,6 +70,12 @@ def test_no_model_at_all_is_exit_1_before_any_work(inputs):
         assert micrograph_table(ws).empty
 
 
+def test_a_chunk_size_below_one_is_a_usage_error_before_any_work(inputs):
+    result = _assess(inputs, "--chunk-size", "0")
+    assert result.exit_code == 2 and "--chunk-size" in result.output and "Traceback" not in result.output
+    assert not inputs["ws"].exists() or not any((inputs["ws"] / "reports").glob("*"))
+
+
 def test_a_bad_threshold_is_a_usage_error(inputs):
     result = _assess(inputs, "--threshold", "great=0.5")
     assert result.exit_code == 2 and "unknown class" in result.output

@@ -160,6 +160,23 @@ def test_import_matches_by_stem_reports_unmatched_and_survives_reingest(workspac
     assert table.loc["b.mrc", "ctf_ice_thickness"] == pytest.approx(1.4)
 
 
+def test_features_present_names_the_ctf_columns_some_micrograph_has_reading_chunk_by_chunk(workspace, tmp_path):
+    from micrograde.pipeline.catalogue.query import features_present
+    from micrograde.pipeline.features import feature_names
+
+    _ingest_two(workspace, tmp_path / "data")
+    ids = [int(i) for i in micrograph_table(workspace)["id"]]
+    assert features_present(workspace, ids, feature_names("ctf"), chunk_size=1) == set()
+    import_ctf(workspace, [ctf_from_star(_star(tmp_path / "m.star"))])
+    table = micrograph_table(workspace)
+    expected = {n for n in feature_names("ctf") if table[n].notna().any()}
+    assert expected and expected != set(feature_names("ctf"))
+    for chunk in (1, 2, 1000):
+        assert features_present(workspace, ids, feature_names("ctf"), chunk_size=chunk) == expected
+    assert features_present(workspace, ids[:0], feature_names("ctf")) == set()
+    assert features_present(workspace, ids, ("ice_ring_score",)) == {"ice_ring_score"}
+
+
 def test_ingest_cli_stores_the_estimates_and_refuses_a_bad_star_before_any_work(tmp_path, prefect_harness):
     from micrograde.flows.cli.main import main
 

@@ -21,6 +21,7 @@ def _features(n: int = 60, seed: int = 0) -> tuple[Features, np.ndarray]:
         "ripple": rng.normal(size=(n, 31)).astype(np.float32),
         "scores": rng.normal(size=(n, 5)).astype(np.float32),
         "measures": np.c_[rng.normal(size=(n, 2)), np.full(n, np.nan)].astype(np.float32),  # one never measured
+        "local": rng.normal(size=(n, 4)).astype(np.float32),
         # classes differ in which features respond (a direction, as network features do), not only in scale
         "embedding": (np.abs(rng.normal(size=(n, 40))) + 2.0 * (np.arange(40)[None, :] % 3 == y[:, None])).astype(
             np.float32),
@@ -39,6 +40,33 @@ def test_every_head_learns_separable_data_and_round_trips_through_skops(tmp_path
     again = load_heads(tmp_path, entry)[name]
     assert np.allclose(again.predict_proba(feats), head.predict_proba(feats))
     assert not (tmp_path / "heads.skops").read_bytes().startswith(b"\x80")  # not a pickle stream
+
+
+def test_a_head_saved_by_0_2_0_without_its_blocks_reads_the_blocks_it_was_fitted_on(tmp_path, monkeypatch):
+    """0.2.0's physics head had no ``local`` block and its file does not name its blocks: it still loads and
+    reads exactly the columns it was fitted on, when the features now carry a ``local`` block too."""
+    import hashlib
+
+    from micrograde.models.grading import heads
+
+    feats, y = _features()
+    legacy = heads.HeadSpec("physics", "0.2.0", heads.LEGACY_PHYSICAL_BLOCKS, "forest")
+    monkeypatch.setitem(heads.HEADS, "physics", legacy)
+    head = fit_head("physics", feats, y)
+    assert head.physical_blocks == heads.LEGACY_PHYSICAL_BLOCKS
+    expected = head.predict_proba(feats)
+    monkeypatch.undo()
+    assert "local" in HEADS["physics"].blocks
+    data = sio.dumps({"physics": {"name": "physics", "classes": head.classes, "keep": head.keep,
+                                  "forest": head.forest, "linear": None, "pca": None}})  # as 0.2.0 wrote it
+    (tmp_path / "heads.skops").write_bytes(data)
+    again = load_heads(tmp_path, {"file": "heads.skops", "sha256": hashlib.sha256(data).hexdigest()})["physics"]
+    assert again.physical_blocks == heads.LEGACY_PHYSICAL_BLOCKS
+    assert np.allclose(again.predict_proba(feats), expected)
+    fresh = fit_head("physics", feats, y)  # a head fitted now reads the local block, and says so when saved
+    assert fresh.physical_blocks[-1] == "local"
+    assert load_heads(tmp_path, save_heads(tmp_path, {"physics": fresh}))["physics"].physical_blocks == \
+        fresh.physical_blocks
 
 
 def test_a_class_missing_from_training_gets_probability_zero():

@@ -177,8 +177,10 @@ def test_ctf_estimates_reach_the_heads_inputs_with_missing_values_tolerated(coll
     # the physics head's forest reads the column (missing values routed natively): the estimates change grades
     y = np.array([LABELS.index(v) for v in labelled["label"]])
     head = fit_head("physics", feats, y)
-    assert head.keep[-1] and head._inputs(feats).shape[1] == int(head.keep.sum())
-    assert np.isnan(head._inputs(feats)[:, -1]).sum() == int(np.isnan(res).sum())
+    j = sum(feats.blocks[b].shape[1] for b in ("level", "ripple", "scores", "measures")) - 1  # the CTF column
+    assert head.physical_blocks.index("measures") == 3
+    assert head.keep[j] and head._inputs(feats).shape[1] == int(head.keep.sum())
+    assert np.isnan(head._inputs(feats)[:, int(head.keep[:j].sum())]).sum() == int(np.isnan(res).sum())
     blank = load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"])
     worst = load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"],
                           extra=held.assign(ctf_resolution_A=12.0))

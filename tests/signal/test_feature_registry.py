@@ -36,7 +36,8 @@ def test_names_are_unique_units_and_groups_are_declared():
         assert isinstance(f.unit, str) and f.title and f.description and f.version >= 1
         assert f.group in features.GROUPS and f.worse in ("high", "low", None)
         assert (f.compute is None) == (f.group == "ctf")
-    assert feature_names() == (*feature_names("score"), *feature_names("measure"), *feature_names("ctf"))
+    assert feature_names() == (*feature_names("score"), *feature_names("measure"), *feature_names("local"),
+                               *feature_names("ctf"))
     assert features.SCORE_COLUMNS == ("ice_ring_score", "thon_reach_A", "anisotropy", "contrast", "dark_fraction")
     with pytest.raises(ValueError, match="group"):
         Feature("x", "", "X", "x", "scores", 1, lambda x: 0.0)
@@ -58,7 +59,7 @@ def test_the_docs_table_lists_every_feature_with_its_unit():
 def test_image_features_are_keyed_by_the_registry_and_preprocess_carries_them():
     img = _image()
     values = image_features(img, 1.0, dose=30.0)
-    assert tuple(values) == feature_names("score", "measure")
+    assert tuple(values) == feature_names("score", "measure", "local")
     out = preprocess(img, 1.0, PreprocessConfig(image_size=64, spectrum_size=64, thumbnail_size=64), dose=30.0)
     assert tuple(out.features) == tuple(values)
     assert tuple(out.scores) == feature_names("score") and tuple(out.measures) == feature_names("measure")
@@ -143,4 +144,4 @@ def test_ctf_columns_appear_in_predictions_where_imported():
     out = prediction_table(rows, np.full((2, 3), 1 / 3), ["good", "bad"], np.full(2, 1 / 3))
     assert "ctf_resolution_A" in out.columns and "ctf_defocus_um" not in out.columns
     assert out["ctf_resolution_A"].tolist()[0] == 3.1 and np.isnan(out["ctf_resolution_A"].tolist()[1])
-    assert set(feature_names("score", "measure")) <= set(out.columns)
+    assert set(feature_names("score", "measure", "local")) <= set(out.columns)

@@ -133,7 +133,7 @@ def test_quality_measures_every_name_and_preprocess_carries_them(clean_params):
     ps = power_spectrum(img, SESSION.pixel_size)
     every = image_features(img, SESSION.pixel_size, spectrum_given=ps, dose=p.dose)
     values = {n: every[n] for n in feature_names("measure")}
-    assert tuple(every) == feature_names("score", "measure")
+    assert tuple(every) == feature_names("score", "measure", "local")
     assert all(np.isfinite(v) for v in values.values())
     out = preprocess(img, SESSION.pixel_size, PreprocessConfig(), dose=p.dose)
     assert out.measures == pytest.approx(values, rel=0.05)  # preprocess clips hot pixels first

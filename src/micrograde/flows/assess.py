@@ -28,10 +28,10 @@ from micrograde.flows.ingest import import_ctf_task, ingest_flow
 from micrograde.flows.inputs import check_assess_inputs
 from micrograde.flows.runners import subflow
 from micrograde.pipeline.catalogue.cache import load_entry
-from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
+from micrograde.pipeline.catalogue.query import features_present, micrograph_paths, micrograph_table, reject_table
 from micrograde.pipeline.catalogue.schema import AssessRun
 from micrograde.pipeline.catalogue.workspace import new_run_id
-from micrograde.pipeline.config import FrozenModel, IngestConfig, PreprocessConfig
+from micrograde.pipeline.config import ASSESS_CHUNK_SIZE, FrozenModel, IngestConfig, PreprocessConfig
 from micrograde.pipeline.io.digest import digest_of
 from micrograde.pipeline.io.locks import file_lock
 from micrograde.pipeline.io.publish import remove_stale, staged_folder
@@ -63,8 +63,8 @@ class AssessConfig(FrozenModel):
     mask_model: str | None = Field(None, description="mask model id under mask_models/ (default: built on first use)")
     particles: tuple[str, ...] = Field((), description="pick/particle files to filter by the masks (imply masks)")
     particle_margin: float = Field(0.0, ge=0, description="also remove picks within this distance (A) of a mask")
-    chunk_size: int = Field(256, ge=1, description="micrographs graded and written per chunk: an assessment's "
-                            "memory depends on it, not on the number of micrographs")
+    chunk_size: int = Field(ASSESS_CHUNK_SIZE, ge=1, description="micrographs graded and written per chunk: an "
+                            "assessment's memory depends on it, not on the number of micrographs")
 
 
 @dataclass
@@ -89,14 +89,15 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
     """
     from micrograde.models.batch_predict import predict_cached
     from micrograde.models.infer import apply_thresholds
-    from micrograde.pipeline.report.outputs import prediction_table, present_ctf_columns
+    from micrograde.pipeline.features import feature_names
+    from micrograde.pipeline.report.outputs import prediction_table
 
     thresholds = cfg.thresholds if cfg.thresholds is not None else predictor.thresholds
     ids = list(ids)
     chunks = [ids[start : start + cfg.chunk_size] for start in range(0, len(ids), cfg.chunk_size)]
-    ctf: set[str] = set()  # one set of CTF columns for the whole run, so every chunk has the same columns
-    for part in chunks:
-        ctf.update(present_ctf_columns(micrograph_table(ws, part)))
+    # one set of CTF columns for the whole run, so every chunk has the same columns: a query of the
+    # stored features alone, chunk by chunk, stopping once every CTF column has a value
+    ctf = features_present(ws, ids, feature_names("ctf"), chunk_size=cfg.chunk_size)
     for part in chunks:
         rows = micrograph_table(ws, part)
         probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
@@ -210,8 +211,7 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
         n_rejected = summary.rejected
         rejects = pd.DataFrame(summary.rejects, columns=["path", "reason", "detail"])
     if cfg.sessions:
-        table = micrograph_table(ws)
-        chosen = table[table["session"].isin(list(cfg.sessions)) & (table["preprocess_key"] == card_pre.digest())]
+        chosen = micrograph_paths(ws, sessions=cfg.sessions, preprocess_key=card_pre.digest())
         ids += [int(i) for i in chosen["id"] if int(i) not in set(ids)]
         folders = {str(Path(p).parent) for p in chosen["path"]}
         all_rejects = reject_table(ws)
@@ -229,7 +229,7 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
     if cfg.particles:  # names checked against the assessed micrographs before any grading
         from micrograde.flows.masks import check_particle_inputs
 
-        check_particle_inputs(cfg.particles, [str(p) for p in micrograph_table(ws, sorted(set(ids)))["path"]])
+        check_particle_inputs(cfg.particles, [str(p) for p in micrograph_paths(ws, sorted(set(ids)))["path"]])
     run_id = new_run_id("assess-")
     run_info = {
         "run_id": run_id,

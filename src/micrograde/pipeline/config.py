@@ -24,8 +24,11 @@ __all__ = [
     "SessionMeta",
     "IngestConfig",
     "config_digest",
+    "ASSESS_CHUNK_SIZE",
 ]
 
+#: Micrographs an assessment grades and writes at a time (its memory depends on this, not on the run's size).
+ASSESS_CHUNK_SIZE = 256
 #: Class order used everywhere (model outputs, probabilities, confusion matrices).
 LABELS: tuple[str, ...] = ("good", "medium", "bad")
 #: Expertise levels, lowest to highest.

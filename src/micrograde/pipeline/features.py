@@ -12,6 +12,8 @@ Groups:
 
 - ``score``: the interpretable scores (:mod:`.scores`), shown first in reports and tables;
 - ``measure``: the physical measures (:mod:`.measures`);
+- ``local``: local statistics of 200 A tiles (:mod:`.local`): how brightness and texture vary over
+  the field (carbon, vacuum, contamination are regions);
 - ``ctf``: the user's own CTF estimates, imported from a RELION CtfFind STAR or cryoSPARC Patch CTF
   exposures (:mod:`micrograde.pipeline.io.ctf`); ``compute`` is ``None`` (not computed from pixels).
 
@@ -33,6 +35,7 @@ import numpy as np
 from micrograde.pipeline.signal import measures as m
 from micrograde.pipeline.signal import scores as s
 from micrograde.pipeline.signal.fourier import resample_to_pixel_size, shape_at_pixel_size
+from micrograde.pipeline.signal.local import LOCAL_PIXEL_A, local_statistics
 from micrograde.pipeline.signal.spectrum import PowerSpectrum, power_spectrum
 
 __all__ = [
@@ -50,11 +53,11 @@ __all__ = [
     "features_version",
 ]
 
-Group = Literal["score", "measure", "ctf"]
+Group = Literal["score", "measure", "local", "ctf"]
 #: The groups, in the order tables list them.
-GROUPS: tuple[str, ...] = ("score", "measure", "ctf")
+GROUPS: tuple[str, ...] = ("score", "measure", "local", "ctf")
 #: Groups computed from the pixels (cached with a micrograph).
-IMAGE_GROUPS: tuple[str, ...] = ("score", "measure")
+IMAGE_GROUPS: tuple[str, ...] = ("score", "measure", "local")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ class ImageInputs:
     def defocus(self) -> tuple[float, float]:
         return m.defocus(self.spectrum, self.voltage_kv)
 
+    @cached_property
+    def local(self) -> dict[str, float]:
+        return local_statistics(self.carbon_low, LOCAL_PIXEL_A)
+
 
 def _score(name, unit, title, description, compute, worse="high", version=1) -> Feature:
     return Feature(name, unit, title, description, "score", version, compute, worse)
@@ -145,6 +152,10 @@ def _score(name, unit, title, description, compute, worse="high", version=1) -> 
 
 def _measure(name, unit, title, description, compute, worse="high", version=1) -> Feature:
     return Feature(name, unit, title, description, "measure", version, compute, worse)
+
+
+def _local(name, title, description, unit="", worse=None) -> Feature:
+    return Feature(name, unit, title, description, "local", 1, lambda x: x.local[name], worse)
 
 
 def _ctf(name, unit, title, description, worse="high", version=1) -> Feature:
@@ -190,6 +201,33 @@ REGISTRY: tuple[Feature, ...] = (
     _measure("defocus_quality", "", "Defocus fit quality",
              "peak over median of the Thon-ring periodogram (low when rings are weak)",
              lambda x: x.defocus[1], worse="low"),
+    _local("local_z02", "Darkest tiles (2 %)", "2nd percentile of 200 A tile means, (m - median) / median tile std "
+           "(contamination, carbon)", "tile std", worse="low"),
+    _local("local_z10", "Dark tiles (10 %)", "10th percentile of the tile means, in median tile std", "tile std",
+           worse="low"),
+    _local("local_z90", "Bright tiles (90 %)", "90th percentile of the tile means, in median tile std", "tile std"),
+    _local("local_z98", "Brightest tiles (2 %)", "98th percentile of the tile means, in median tile std (vacuum)",
+           "tile std", worse="high"),
+    _local("local_texture10", "Smooth tiles (10 %)", "10th percentile of tile std over the median tile std"),
+    _local("local_texture90", "Rough tiles (90 %)", "90th percentile of tile std over the median tile std"),
+    _local("local_dark_fraction", "Far darker tiles", "fraction of tiles more than 3 median tile std darker than "
+           "the median", "fraction", worse="high"),
+    _local("local_bright_fraction", "Far brighter tiles", "fraction of tiles more than 3 median tile std brighter "
+           "than the median", "fraction", worse="high"),
+    _local("local_flat_fraction", "Flat tiles", "fraction of tiles with std under 0.6 x the median (no particles: "
+           "vacuum, film)", "fraction", worse="high"),
+    _local("local_rough_fraction", "Rough tiles", "fraction of tiles with std over 1.6 x the median (edges, "
+           "blobs)", "fraction", worse="high"),
+    _local("local_ratio02", "Darkest tiles, intensity ratio", "2nd percentile of tile mean / median tile mean "
+           "(counts only)", worse="low"),
+    _local("local_ratio98", "Brightest tiles, intensity ratio", "98th percentile of tile mean / median tile mean "
+           "(counts only)", worse="high"),
+    _local("local_ratio_dark_fraction", "Darker tiles, by ratio", "fraction of tiles more than 4 % darker than the "
+           "median (counts only)", "fraction", worse="high"),
+    _local("local_ratio_bright_fraction", "Brighter tiles, by ratio", "fraction of tiles more than 4 % brighter "
+           "than the median (counts only)", "fraction", worse="high"),
+    _local("local_mean_texture_corr", "Brightness-texture correlation", "correlation of tile mean and tile std "
+           "over the field"),
     _ctf("ctf_resolution_A", "A", "CTF fit resolution",
          "resolution to which the user's CTF fit holds (RELION _rlnCtfMaxResolution, cryoSPARC "
          "ctf_stats/ctf_fit_to_A); lower is better"),

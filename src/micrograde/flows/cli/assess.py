@@ -19,6 +19,7 @@ from micrograde.flows.cli.options import (
 )
 from micrograde.flows.cli.train import parse_thresholds, threshold_option
 from micrograde.flows.runners import check_runner_options, dask_options, task_runner_from_options
+from micrograde.pipeline.config import ASSESS_CHUNK_SIZE
 
 __all__ = ["register"]
 
@@ -42,6 +43,8 @@ __all__ = ["register"]
 @click.option("--particle-margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Also remove picks within this distance (A) of a masked region.")
 @click.option("--include-medium", is_flag=True, help="Select good and medium micrographs (default: good only).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=ASSESS_CHUNK_SIZE, show_default=True,
+              help="Micrographs graded and written at a time: the run's memory depends on it, not on its size.")
 @threshold_option
 @click.option("--assess-session", "sessions", multiple=True,
               help="Also assess the catalogued micrographs of this session (repeatable).")
@@ -50,7 +53,8 @@ __all__ = ["register"]
 @ingest_options
 @dask_options
 def assess_cmd(sources, workspace, db, model_id, star, cs, masks, mask_model, particles, particle_margin,
-               include_medium, thresholds, sessions, review_url, workers, dask_address, dask_workers, **params):
+               include_medium, chunk_size, thresholds, sessions, review_url, workers, dask_address, dask_workers,
+               **params):
     """Grade micrographs good / medium / bad and print the report folder.
 
     SOURCES (files, folders, globs) are ingested first when new (same rules and quarantine as
@@ -80,7 +84,7 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, masks, mask_model, pa
     cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
                        include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
                        sessions=tuple(sessions) or None, masks=masks, mask_model=mask_model,
-                       particles=tuple(particles), particle_margin=particle_margin)
+                       particles=tuple(particles), particle_margin=particle_margin, chunk_size=chunk_size)
     try:  # every input before any work: nothing ingested, no report folder, no Prefect run
         check_assess_inputs(ctx.workspace(), cfg)
         _check_mask_inputs(ctx.root, cfg, sources)

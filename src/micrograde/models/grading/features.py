@@ -34,7 +34,7 @@ from micrograde.pipeline.signal.profile import profile_names, spectrum_profile
 __all__ = ["BLOCKS", "Features", "load_features", "default_measure_names"]
 
 #: Every block a head may read.
-BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "embedding")
+BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "local", "embedding")
 
 
 @dataclass
@@ -102,20 +102,22 @@ def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, meas
     if measure_names is None:
         measure_names = default_measure_names(extra)
     scores = feature_names("score")
+    local = feature_names("local")
     n_prof = len(profile_names()) // 2
     prof = np.array(profiles, dtype=np.float32).reshape(len(keys), 2 * n_prof)
     table = {name: np.array([p.get(name, np.nan) for p in physical], dtype=np.float32)
-             for name in (*scores, *measure_names)}
+             for name in (*scores, *measure_names, *local)}
     imported = set(feature_names("ctf"))
     table.update(_extra_values(keys, extra, [n for n in measure_names if n in imported]))
     names = {"level": profile_names()[:n_prof], "ripple": profile_names()[n_prof:], "scores": tuple(scores),
-             "measures": tuple(measure_names)}
+             "measures": tuple(measure_names), "local": tuple(local)}
     blocks = {
         "level": prof[:, :n_prof],
         "ripple": prof[:, n_prof:],
         "scores": np.stack([table[n] for n in scores], axis=1) if keys else np.zeros((0, len(scores))),
         "measures": (np.stack([table[n] for n in measure_names], axis=1) if keys and measure_names
                      else np.zeros((len(keys), len(measure_names)), np.float32)),
+        "local": np.stack([table[n] for n in local], axis=1) if keys else np.zeros((0, len(local))),
     }
     if embeddings is not None:
         blocks["embedding"] = embeddings.load(keys, progress=progress)

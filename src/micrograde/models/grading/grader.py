@@ -24,7 +24,7 @@ import skops.io as sio
 from micrograde.models.checkpoint import ModelLoadError, check_card, read_card
 from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
 from micrograde.models.grading.features import load_features
-from micrograde.models.grading.heads import FittedHead, needs_embedding
+from micrograde.models.grading.heads import HEADS, LEGACY_PHYSICAL_BLOCKS, FittedHead, needs_embedding
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.io.atomic import atomic_write_bytes
 
@@ -69,7 +69,7 @@ def model_file(model_dir: Path, entry: Mapping) -> tuple[Path, bytes]:
 def save_heads(model_dir: Path, heads: Mapping[str, FittedHead]) -> dict:
     """Write ``heads.skops`` atomically; returns its card entry ``{"file", "sha256"}``."""
     payload = {name: {"name": h.name, "classes": h.classes, "keep": h.keep, "forest": h.forest,
-                      "linear": h.linear, "pca": h.pca} for name, h in heads.items()}
+                      "linear": h.linear, "pca": h.pca, "blocks": list(h.physical_blocks)} for name, h in heads.items()}
     data = sio.dumps(payload)
     atomic_write_bytes(Path(model_dir) / HEADS_FILE, data)
     return {"file": HEADS_FILE, "sha256": _sha256(data)}
@@ -84,7 +84,14 @@ def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
                               f"{', '.join(sorted(untrusted - set(_TRUSTED)))}")
     payload = sio.loads(data, trusted=sorted(untrusted))
     return {name: FittedHead(d["name"], np.asarray(d["classes"]), np.asarray(d["keep"], dtype=bool), d["forest"],
-                             d["linear"], d["pca"]) for name, d in payload.items()}
+                             d["linear"], d["pca"], blocks=_saved_blocks(d)) for name, d in payload.items()}
+
+
+def _saved_blocks(d: Mapping) -> tuple[str, ...]:
+    """The physical blocks a saved head was fitted on (heads saved by 0.2.0 do not say: theirs)."""
+    if "blocks" in d:
+        return tuple(str(b) for b in d["blocks"])
+    return tuple(b for b in HEADS[d["name"]].blocks if b != "embedding" and b in LEGACY_PHYSICAL_BLOCKS)
 
 
 def apply_temperature_to_probs(probs: np.ndarray, temperature: float) -> np.ndarray:

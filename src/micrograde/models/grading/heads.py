@@ -6,8 +6,9 @@ heads tie (simplest first):
 
 - ``baseline``: a random forest on the spectrum profile (level) and the five scores: the 40-line
   reference every training run reports beside the chosen head;
-- ``physics``: a random forest on the whole spectrum profile (level and ripple), the scores and
-  every cached physical measure (missing values allowed: a forest splits on them natively);
+- ``physics``: a random forest on the whole spectrum profile (level and ripple), the scores,
+  every cached physical measure and the local statistics of the field (missing values allowed: a
+  forest splits on them natively);
 - ``embedding``: a logistic regression on frozen pretrained image features (power-normalised,
   L2-normalised, standardised; strong L2 penalty, balanced class weights);
 - ``combined``: a random forest on the physical inputs and the leading principal components of
@@ -35,7 +36,9 @@ from micrograde.pipeline.config import LABELS
 
 __all__ = ["HeadSpec", "HEADS", "BASELINE", "FittedHead", "fit_head", "needs_embedding"]
 
-PHYSICAL_BLOCKS = ("level", "ripple", "scores", "measures")
+PHYSICAL_BLOCKS = ("level", "ripple", "scores", "measures", "local")
+#: The physical blocks of heads saved by micrograde 0.2.0, which had no ``local`` block.
+LEGACY_PHYSICAL_BLOCKS = ("level", "ripple", "scores", "measures")
 FOREST_TREES = 400
 LINEAR_C = 0.01
 
@@ -51,7 +54,8 @@ class HeadSpec:
 HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     HeadSpec("baseline", "random forest on the spectrum profile (level) and the five scores", ("level", "scores"),
              "forest"),
-    HeadSpec("physics", "random forest on the spectrum profile, the scores and every physical measure",
+    HeadSpec("physics", "random forest on the spectrum profile, the scores, every physical measure and the "
+             "local statistics",
              PHYSICAL_BLOCKS, "forest"),
     HeadSpec("embedding", "logistic regression on frozen pretrained image features", ("embedding",), "linear"),
     HeadSpec("combined", "random forest on the physical inputs and the leading principal components of the "
@@ -86,14 +90,22 @@ class FittedHead:
     forest: RandomForestClassifier | None = None
     linear: Pipeline | None = None
     pca: Pipeline | None = None
+    #: the physical blocks it was fitted on, in order (None: the spec's)
+    blocks: tuple[str, ...] | None = None
 
     @property
     def spec(self) -> HeadSpec:
         return HEADS[self.name]
 
+    @property
+    def physical_blocks(self) -> tuple[str, ...]:
+        if self.blocks is not None:
+            return tuple(self.blocks)
+        return tuple(b for b in self.spec.blocks if b != "embedding")
+
     def _inputs(self, feats: Features) -> np.ndarray:
         spec = self.spec
-        physical = [b for b in spec.blocks if b != "embedding"]
+        physical = list(self.physical_blocks)
         parts = [feats.matrix(physical)[:, self.keep]] if physical else []
         if spec.kind == "forest+pca":
             if self.pca is None:
@@ -124,7 +136,7 @@ def fit_head(name: str, feats: Features, y: np.ndarray, *, seed: int = 0) -> Fit
     classes = np.unique(y)
     physical = [b for b in spec.blocks if b != "embedding"]
     keep = (~np.isnan(feats.matrix(physical)).all(axis=0)) if physical else np.zeros(0, dtype=bool)
-    head = FittedHead(name, classes, keep)
+    head = FittedHead(name, classes, keep, blocks=tuple(physical))
     if len(classes) == 1:  # one class only: nothing to learn, the head answers it
         return head
     if spec.kind == "forest+pca":

@@ -236,11 +236,12 @@ def _evaluation(folds, table, y, groups, counts, oof, summaries, heads, skipped,
 
 
 def _feature_card(feats) -> list[dict]:
-    """Name, unit, group and version of every registry feature the heads may read (scores and measures blocks)."""
+    """Name, unit, group and version of every registry feature the heads may read (scores, measures and local
+    blocks)."""
     from micrograde.pipeline.features import feature
 
     out = []
-    for name in (*feats.names["scores"], *feats.names["measures"]):
+    for name in (*feats.names["scores"], *feats.names["measures"], *feats.names.get("local", ())):
         f = feature(name)
         out.append({"name": name, "unit": f.unit if f else None, "title": f.title if f else name,
                     "group": f.group if f else None, "version": f.version if f else None})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import select
@@ -10,7 +13,8 @@ from micrograde.pipeline.catalogue.schema import Micrograph, Reject, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.pipeline.features import feature_names
 
-__all__ = ["micrograph_table", "spread_features", "reject_table", "reject_counts"]
+__all__ = ["micrograph_table", "micrograph_paths", "spread_features", "features_present", "reject_table",
+           "reject_counts"]
 
 _SESSION_COLUMNS = ("microscope", "detector", "grid_material", "grid_maker", "dose")
 
@@ -37,6 +41,23 @@ def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFram
     return spread_features(table, [r["features"] for r in rows])
 
 
+def micrograph_paths(ws: Workspace, ids: Sequence[int] | None = None, *, sessions: Sequence[str] | None = None,
+                     preprocess_key: str | None = None) -> pd.DataFrame:
+    """``id``, ``path`` and ``session`` of micrographs (``ids``, and/or those of ``sessions`` ingested with
+    ``preprocess_key``), in id order: a narrow query for choosing what to assess, without the features."""
+    stmt = (select(Micrograph.id, Micrograph.path, SessionRow.name.label("session"))
+            .join(SessionRow, Micrograph.session_id == SessionRow.id).order_by(Micrograph.id))
+    if ids is not None:
+        stmt = stmt.where(Micrograph.id.in_([int(i) for i in ids]))
+    if sessions is not None:
+        stmt = stmt.where(SessionRow.name.in_(list(sessions)))
+    if preprocess_key is not None:
+        stmt = stmt.where(Micrograph.preprocess_key == preprocess_key)
+    with ws.session() as s:
+        rows = s.execute(stmt).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["id", "path", "session"])
+
+
 def spread_features(table: pd.DataFrame, features: list[dict | None]) -> pd.DataFrame:
     """``table`` with one float column per registry feature, from each row's ``features`` dict."""
     def value(values: dict | None, name: str) -> float:
@@ -45,6 +66,26 @@ def spread_features(table: pd.DataFrame, features: list[dict | None]) -> pd.Data
 
     columns = {name: np.array([value(f, name) for f in features], dtype=float) for name in feature_names()}
     return pd.concat([table, pd.DataFrame(columns, index=table.index)], axis=1)
+
+
+def features_present(ws: Workspace, ids: Sequence[int], names: Sequence[str], *, chunk_size: int = 1000) -> set[str]:
+    """Which of feature ``names`` at least one micrograph of ``ids`` has a finite value for.
+
+    Reads only the stored ``features`` of ``chunk_size`` micrographs at a time, and stops as soon
+    as every name is found: memory does not grow with ``len(ids)``."""
+    want, found = set(names), set[str]()
+    ids = list(ids)
+    for start in range(0, len(ids), max(1, int(chunk_size))):
+        part = ids[start : start + chunk_size]
+        with ws.session() as s:
+            for values in s.execute(select(Micrograph.features).where(Micrograph.id.in_(part))).scalars():
+                for name in want - found:
+                    v = (values or {}).get(name)
+                    if v is not None and math.isfinite(float(v)):
+                        found.add(name)
+        if found == want:
+            break
+    return found
 
 
 def reject_table(ws: Workspace) -> pd.DataFrame:

@@ -88,6 +88,7 @@ def warnings_view(warnings: Sequence) -> dict:
 
 
 _GROUP_ALT = {"score": "score histograms by class", "measure": "physical measure histograms by class",
+              "local": "local statistic histograms by class",
               "ctf": "CTF estimate histograms by class"}
 
 
