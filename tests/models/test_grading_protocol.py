@@ -48,6 +48,20 @@ def test_one_or_two_sessions_give_stratified_folds_within_the_sessions(sessions)
         assert np.intersect1d(train, test).size == 0
 
 
+@pytest.mark.parametrize(("n", "sessions"), [(24, 2), (20, 2), (9, 2), (12, 1), (10, 2)])
+def test_small_balanced_sets_in_one_or_two_sessions_still_get_folds(n, sessions):
+    """Few labels spread over sessions and classes leave every session-label stratum smaller than the wanted
+    number of folds (24 labels, 2 sessions: 6 strata of 4 against 5 folds): fewer folds, never an error."""
+    groups = np.array([f"s{i % sessions}" for i in range(n)])
+    y = (np.arange(n) // sessions) % 3
+    folds = make_folds(groups, y, seed=1)
+    assert folds.protocol == "stratified-k-fold" and 2 <= len(folds) <= 5
+    held = np.concatenate([test for _train, test in folds.splits])
+    assert sorted(held) == list(range(n))  # every micrograph held out exactly once
+    for train, test in folds.splits:
+        assert len(test) and len(train) and np.intersect1d(train, test).size == 0
+
+
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
     """Four simulated sessions (12 micrographs each, 4 per class) preprocessed into a cache."""

@@ -62,6 +62,11 @@ def make_folds(
         return Folds("leave-one-session-out", note, splits, group_by)
     k = int(max(2, min(MAX_FOLDS, len(y) // 4)))
     strata = np.array([f"{g}|{label}" for g, label in zip(groups, y, strict=True)])
+    largest = max(np.unique(strata, return_counts=True)[1])
+    if largest < 2:  # every session-label pair is a single micrograph: stratify by label alone
+        strata = np.array([str(label) for label in y])
+        largest = max(np.unique(strata, return_counts=True)[1])
+    k = int(max(2, min(k, largest)))  # scikit-learn refuses more folds than the largest stratum has members
     with warnings.catch_warnings():  # a stratum smaller than k only makes that stratum uneven
         warnings.simplefilter("ignore", UserWarning)
         splits = tuple((tr, te) for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(y, strata))
