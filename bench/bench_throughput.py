@@ -21,9 +21,9 @@ a facility session do (a fresh home per command would time Prefect's database mi
   reading the bytes plus one full-resolution ``scipy.fft.rfft2`` of the float32 image;
 - the peer: miffi's ``inference --use-cpu`` (ConvNeXt-S, a random state dict: speed does not
   depend on weights) on the same K3 files, installed into a separate virtual environment under
-  the scratch folder (``pip install --no-deps miffi`` plus the torchvision build matching this torch,
-  from PyTorch's index for a ``+cpu`` torch; the rest is this environment's packages, through a
-  ``.pth`` file). Never a micrograde dependency.
+  the scratch folder (``pip install --no-deps miffi``; the rest is this environment's packages,
+  torchvision included, through a ``.pth`` file that also applies micrograde's torchvision shim).
+  Never a micrograde dependency.
   When it cannot be installed (offline), the table says "not measured" and the reason.
 
 Run by hand (never in the test suite):
@@ -145,23 +145,21 @@ def peer_env(root: Path) -> tuple[Path | None, str]:
     """A virtual environment with miffi (see the module docstring): (its python, '') or (None, why not)."""
     import site
 
-    import torch
-
     venv = root / "miffi-venv"
     py = venv / "bin" / "python"
     try:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
         purelib = subprocess.run([str(py), "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
                                  check=True, capture_output=True, text=True).stdout.strip()
-        Path(purelib, "zz_micrograde_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-        major, minor = (int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
-        tv = f"torchvision==0.{minor + 15}.*" if major == 2 else "torchvision"
-        build = torch.__version__.split("+")[1] if "+" in torch.__version__ else ""  # e.g. cpu: torchvision's too
-        index = ["--index-url", f"https://download.pytorch.org/whl/{build}"] if build else []
+        # this environment's packages (torch, timm, torchvision, mrcfile...) as site dirs, and micrograde's
+        # torchvision shim applied at start-up: the PyPI torchvision wheel is a CUDA build that does not
+        # import against a +cpu torch without it (docs/models.md, "torchvision on CPU torch")
+        dirs = "; ".join(f"site.addsitedir({d!r})" for d in site.getsitepackages())
+        Path(purelib, "zz_micrograde_env.pth").write_text(
+            f"import site; {dirs}; import micrograde.models.backbones.tv_shim as _tv; _tv.ensure_torchvision()\n")
         pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--target",
                purelib]
         subprocess.run([*pip, "miffi"], check=True, capture_output=True, text=True, timeout=600)
-        subprocess.run([*pip, *index, tv], check=True, capture_output=True, text=True, timeout=600)
         subprocess.run([str(py), "-c", "import miffi.inference, torchvision, timm"], check=True, capture_output=True,
                        text=True)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:

@@ -147,6 +147,44 @@ def test_ingest_submits_at_most_max_in_flight_files_at_once(prefect_harness, tmp
     assert max(windows) == 3 and len(windows) == 12, windows
 
 
+def test_flows_called_without_a_task_runner_use_one_thread_per_core(prefect_harness, tmp_path, monkeypatch):
+    """A flow called from Python (a library user, the demo) gets a bounded thread pool, not Prefect's default of
+    one thread per submitted task: 24 files with 128 submitted at once never run more than a core count of
+    ingests together (unbounded, the catalogue's connection pool ran dry and files failed)."""
+    import threading
+    import time
+
+    import micrograde.flows.ingest as ingest
+    from micrograde.flows import assess, demo, facility, train
+    from micrograde.flows.runners import default_threads
+
+    for flow in (ingest.ingest_flow, assess.assess_flow, demo.demo_flow, train.train_flow, train.evaluate_flow,
+                 facility.watch_flow, facility.sweep_flow, facility.retrain_flow):
+        assert flow.task_runner._max_workers == default_threads(), flow.name
+    rng = np.random.default_rng(5)
+    (tmp_path / "src").mkdir()
+    for i in range(24):
+        write_mrc(tmp_path / "src" / f"m_{i:02d}.mrc", rng.normal(size=(64, 64)).astype(np.float32), voxel_size=1.0)
+    lock, running, most = threading.Lock(), [0], [0]
+    real = ingest.ingest_file
+
+    def counted(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for an unbounded pool to start many at once
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(ingest, "ingest_file", counted)
+    summary = ingest.ingest_flow([str(tmp_path / "src")], RunContext(root=tmp_path / "ws"))
+    assert summary.ingested == 24 and summary.rejected == 0
+    assert 1 <= most[0] <= default_threads(), most[0]
+
+
 class _DarkestTenth:
     """Stands in for a mask model: the darkest tenth of the network's grid is contamination."""
 

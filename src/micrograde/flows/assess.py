@@ -26,7 +26,7 @@ from micrograde import __version__
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import import_ctf_task, ingest_flow
 from micrograde.flows.inputs import check_assess_inputs
-from micrograde.flows.runners import subflow
+from micrograde.flows.runners import make_task_runner, subflow
 from micrograde.pipeline.catalogue.cache import load_entry
 from micrograde.pipeline.catalogue.query import features_present, micrograph_paths, micrograph_table, reject_table
 from micrograde.pipeline.catalogue.schema import AssessRun
@@ -190,7 +190,7 @@ def _assess_name() -> str:
     return f"assess-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-@flow(name="micrograde-assess", flow_run_name=_assess_name, validate_parameters=False)
+@flow(name="micrograde-assess", flow_run_name=_assess_name, validate_parameters=False, task_runner=make_task_runner())
 def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfig | None = None,
                 cfg: AssessConfig | None = None) -> AssessOutcome:
     """Ingest what is new in ``sources`` (a subflow), grade with one model load, write a report folder.

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import ingest_flow
-from micrograde.flows.runners import subflow
+from micrograde.flows.runners import make_task_runner, subflow
 from micrograde.pipeline.config import FrozenModel, IngestConfig
 from micrograde.pipeline.io.atomic import atomic_write_text
 
@@ -84,7 +84,7 @@ def _import(ws, csv: Path, who: tuple[str, str]) -> str:
     return f"{res.annotator} ({res.expertise}): {res.n_written} labels written, {res.n_unchanged} unchanged"
 
 
-@flow(name="micrograde-demo", flow_run_name="demo", validate_parameters=False)
+@flow(name="micrograde-demo", flow_run_name="demo", validate_parameters=False, task_runner=make_task_runner())
 def demo_flow(ctx: RunContext, cfg: DemoConfig | None = None) -> DemoOutcome:
     """Simulate, ingest, label, train, assess: see the module docstring (the steps are subflows)."""
     from micrograde.flows.assess import AssessConfig, assess_flow

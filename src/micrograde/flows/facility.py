@@ -39,7 +39,7 @@ from sqlalchemy import select
 
 from micrograde.flows.context import RunContext
 from micrograde.flows.ingest import IngestFailed, ingest_flow
-from micrograde.flows.runners import subflow
+from micrograde.flows.runners import make_task_runner, subflow
 from micrograde.pipeline.catalogue.ingest import IngestSummary, is_transient
 from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
@@ -322,7 +322,7 @@ def _finish(out: SweepOutcome, failures: list[str]) -> SweepOutcome:
 
 
 # -- flows ----------------------------------------------------------------------------------------
-@flow(name="micrograde-watch", flow_run_name="watch", log_prints=True)
+@flow(name="micrograde-watch", flow_run_name="watch", log_prints=True, task_runner=make_task_runner())
 def watch_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None = None,
                cfg: FacilityConfig | None = None) -> SweepOutcome:
     """Pick up the files the microscope finished writing, ingest them, update their session reports."""
@@ -350,7 +350,7 @@ def watch_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None 
     return _finish(out, failures)
 
 
-@flow(name="micrograde-sweep", flow_run_name="sweep", log_prints=True)
+@flow(name="micrograde-sweep", flow_run_name="sweep", log_prints=True, task_runner=make_task_runner())
 def sweep_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None = None,
                cfg: FacilityConfig | None = None) -> SweepOutcome:
     """Ingest every settled file of the folder and rebuild its session reports."""
@@ -369,7 +369,7 @@ def sweep_flow(watch_dir: str, ctx: RunContext, ingest_cfg: IngestConfig | None 
     return _finish(out, failures)
 
 
-@flow(name="micrograde-retrain", flow_run_name="retrain", log_prints=True)
+@flow(name="micrograde-retrain", flow_run_name="retrain", log_prints=True, task_runner=make_task_runner())
 def retrain_flow(ctx: RunContext, cfg: FacilityConfig | None = None, force: bool = True) -> RetrainOutcome:
     """Train a new model from the current consensus labels (``force=False``: only past the threshold)."""
     cfg = cfg or FacilityConfig()

@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from micrograde.flows.context import RunContext
+from micrograde.flows.runners import make_task_runner
 from micrograde.pipeline.catalogue.ctf import CtfImport
 from micrograde.pipeline.catalogue.ingest import (
     FileOutcome,
@@ -90,7 +91,7 @@ def _flow_run_name() -> str:
     return f"ingest-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-@flow(name="micrograde-ingest", flow_run_name=_flow_run_name, validate_parameters=False)
+@flow(name="micrograde-ingest", flow_run_name=_flow_run_name, validate_parameters=False, task_runner=make_task_runner())
 def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | None = None) -> IngestSummary:
     """Ingest every micrograph file under ``sources`` (one task per file) into ``ctx``'s workspace.
 

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from micrograde.flows.context import RunContext
+from micrograde.flows.runners import make_task_runner
 from micrograde.labeling.consensus import consensus_table
 from micrograde.models.grading import GraderConfig, GraderOutcome, train_grader
 from micrograde.pipeline.catalogue.query import micrograph_table
@@ -82,7 +83,7 @@ def _train_name() -> str:
     return f"train-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-@flow(name="micrograde-train", flow_run_name=_train_name, validate_parameters=False)
+@flow(name="micrograde-train", flow_run_name=_train_name, validate_parameters=False, task_runner=make_task_runner())
 def train_flow(ctx: RunContext, cfg: GraderConfig | None = None) -> GraderOutcome:
     """Train a grader on the consensus labels (candidate heads cross-validated by session, the best refitted on
     every label) and register it (the facility's retrain flow calls it)."""
@@ -102,7 +103,7 @@ def _training_keys(grader, model_dir: Path) -> set[str]:
     return set()  # a micrograde 0.1 model: its training set is not recorded per micrograph
 
 
-@flow(name="micrograde-evaluate", validate_parameters=False)
+@flow(name="micrograde-evaluate", validate_parameters=False, task_runner=make_task_runner())
 def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequence[str] | None = None,
                   split: str = "unseen") -> dict:
     """Metrics of a model on labelled micrographs: those it never saw in training (default), every
