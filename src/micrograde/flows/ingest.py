@@ -22,7 +22,7 @@ from prefect.futures import as_completed
 from tqdm.auto import tqdm
 
 from micrograde.flows.context import RunContext
-from micrograde.flows.runners import make_task_runner
+from micrograde.flows.runners import make_task_runner, release_task_result
 from micrograde.pipeline.catalogue.ctf import CtfImport
 from micrograde.pipeline.catalogue.ingest import (
     FileOutcome,
@@ -118,7 +118,10 @@ def ingest_flow(sources: Sequence[str], ctx: RunContext, cfg: IngestConfig | Non
             future = next(as_completed(list(pending)))
             path = pending.pop(future)
             try:
-                summary.add(future.result())
+                outcome = future.result()
+                summary.add(outcome)
+                release_task_result(outcome, future.task_run_id)  # memory does not grow with the files
+                del outcome
             except OSError as exc:  # an I/O error that outlived its retries, or cannot pass
                 detail = f"{type(exc).__name__}: {exc}"
                 record_reject(ws, path, "io-error", detail, run_id)

@@ -15,7 +15,7 @@ import os
 import click
 
 __all__ = ["make_task_runner", "dask_options", "task_runner_from_options", "check_runner_options", "default_threads",
-           "subflow"]
+           "subflow", "release_task_result"]
 
 
 def default_threads() -> int:
@@ -125,3 +125,29 @@ def task_runner_from_options(dask_address: str | None, dask_workers: int | None,
         return make_task_runner(dask_address, dask_workers, threads)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def release_task_result(result, task_run_id) -> None:
+    """Forget Prefect's in-flow link from a consumed task ``result`` (and its first-level parts) to its state.
+
+    For dependency tracking, Prefect keeps a map from the ``id`` of every task result of a flow run
+    to a copy of its state (``FlowRunContext.run_results``) until the flow run ends: about 6 KB per
+    task. A flow that fans out one task per file and passes no result on to another task (ingest)
+    would hold one per file for the whole run; calling this once a result is consumed keeps the map
+    to the tasks in flight. Entries are matched by task run id, so nothing else is dropped.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.utilities.collections import visit_collection
+
+    run = FlowRunContext.get()
+    links = getattr(run, "run_results", None) if run is not None else None
+    if not links:
+        return
+
+    def forget(obj):
+        entry = links.get(id(obj))
+        if entry is not None and getattr(entry[0].state_details, "task_run_id", None) == task_run_id:
+            del links[id(obj)]
+        return obj
+
+    visit_collection(expr=result, visit_fn=forget, max_depth=1)
