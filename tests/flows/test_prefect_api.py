@@ -124,3 +124,19 @@ def test_the_shared_server_stops_when_idle_and_not_while_a_command_runs(tmp_path
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_commands_make_arrow_allocate_through_malloc_unless_the_user_chose(tmp_path, preset, expected):
+    """Arrow's own pool keeps freed pages: an assessment's Parquet I/O per chunk grew its memory with the run.
+    Every command sets Arrow's allocator to the system's before pyarrow loads; a user's choice wins."""
+    code = ("import sys;from click.testing import CliRunner;from micrograde.flows.cli.main import main;"
+            "r=CliRunner().invoke(main,['status','--workspace',sys.argv[1]]);assert r.exit_code==0,r.output;"
+            "import pyarrow as pa;print(pa.default_memory_pool().backend_name)")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if preset:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = preset
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ws")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == expected

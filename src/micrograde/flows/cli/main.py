@@ -40,6 +40,9 @@ def main() -> None:
       micrograde train --workspace ws/
       micrograde assess new/ --workspace ws/      # prints the report folder
     """
+    from micrograde.flows.runtime import configure_process
+
+    configure_process()
 
 
 def _short_help_option(command: click.Command) -> None:
