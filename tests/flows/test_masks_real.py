@@ -61,10 +61,12 @@ def test_default_model_masks_the_ice_ball_and_keeps_clean_picks(real_micrograph,
                          for a, b in zip(picks["rlnCoordinateX"], picks["rlnCoordinateY"], strict=False)])
     on_ball, clean = ball[y, x], dist >= 30
     assert on_ball.sum() >= 4 and not was_kept[on_ball].any()  # every pick on the ball is removed
-    # picks on clean ice are kept. The default model (simulation only) calls about 4 % of this
-    # clean ice carbon (7 of its 36 clean picks, measured 2026-11-28; docs/masks.md), so the bounds
-    # are loose: most of the clean ice stays usable and most of its picks are kept.
+    # picks on clean ice are kept. The default model (simulation only) calls some of this clean ice
+    # carbon: 4.0 % on one machine, 10.4 % on another (2026-11-28; docs/masks.md). Same code, seed and
+    # single-threaded training, but the CPUs' vector kernels round differently and the training
+    # drifts apart; so the bounds are loose: most of the clean ice stays usable and most of its picks
+    # are kept.
     far = ndimage.distance_transform_edt(~ball) >= 30
-    assert (mask[far] != 0).mean() < 0.1
+    assert (mask[far] != 0).mean() < 0.2
     assert was_kept[clean].mean() >= 0.7
     assert summary["kept"].sum() == len(kept) and summary["removed_contamination"].sum() >= on_ball.sum()
