@@ -74,7 +74,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def setup_model(root: Path, home: Path) -> str:
-    """A workspace with a small trained model (LeNet on a few labelled simulated micrographs)."""
+    """A workspace with a small trained grader (the baseline head: a random forest, no torch) on a few labelled
+    simulated micrographs."""
     os.environ.update({"PREFECT_HOME": str(home), "MICROGRADE_PREFECT_API": "shared"})
     os.environ.pop("PREFECT_API_URL", None)
     from micrograde.flows.runtime import prefect_session
@@ -84,8 +85,7 @@ def setup_model(root: Path, home: Path) -> str:
         from micrograde.flows.ingest import ingest_flow
         from micrograde.flows.train import train_flow
         from micrograde.labeling.store import import_labels
-        from micrograde.models.training.recipe import TrainConfig
-        from micrograde.models.training.run import TrainRunConfig
+        from micrograde.models.grading import GraderConfig
         from micrograde.pipeline.sim.files import write_collection
 
         truth = write_collection(root / "sim", 12, seed=3)
@@ -94,9 +94,7 @@ def setup_model(root: Path, home: Path) -> str:
         ctx = RunContext(root=root / "ws", command="bench_startup setup")
         ingest_flow([str(root / "sim")], ctx)
         import_labels(ctx.workspace(), root / "labels.csv", "bench", "senior-scientist")
-        cfg = TrainRunConfig(train=TrainConfig(backbone="lenet", weights="none", epochs_head=1, epochs_finetune=0,
-                                               batch_size=4), min_per_class=1)
-        return train_flow(ctx, cfg).model_id
+        return train_flow(ctx, GraderConfig(heads=("baseline",), finetune="never")).model_id
 
 
 def _timed_work(fn) -> tuple[float, float]:
@@ -130,7 +128,8 @@ def _assess_one(ws, path: Path, model_id: str) -> None:
     from micrograde.flows.assess import model_preprocess
     from micrograde.labeling.consensus import consensus_table
     from micrograde.models.batch_predict import predict_cached
-    from micrograde.models.infer import Predictor, apply_thresholds
+    from micrograde.models.grading.grader import load_grader
+    from micrograde.models.infer import apply_thresholds
     from micrograde.pipeline.catalogue.cache import load_entry
     from micrograde.pipeline.catalogue.ingest import ingest_file
     from micrograde.pipeline.catalogue.query import micrograph_table, reject_table
@@ -139,7 +138,7 @@ def _assess_one(ws, path: Path, model_id: str) -> None:
 
     cfg = IngestConfig(preprocess=model_preprocess(ws.models_dir / model_id))
     outcome = ingest_file(ws, path, cfg)
-    predictor = Predictor(ws.models_dir / model_id)
+    predictor = load_grader(ws.models_dir / model_id)
     rows = micrograph_table(ws, list(outcome.micrograph_ids))
     probs, _ = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]))
     labels, confidence = apply_thresholds(probs, predictor.thresholds)

@@ -71,7 +71,7 @@ def run_measured(cmd: list[str], env: dict) -> dict:
             "t=time.perf_counter();d=subprocess.run(cmd,env=env,capture_output=True,text=True);"
             "s=time.perf_counter()-t;u=resource.getrusage(resource.RUSAGE_CHILDREN);r=u.ru_maxrss/1024;"
             "print(json.dumps({'seconds':s,'rss_mb':r,'cpu_s':u.ru_utime+u.ru_stime,'rc':d.returncode,"
-            "'out':d.stdout[-4000:],'err':d.stderr[-4000:]}))")
+            "'out':d.stdout[-200000:],'err':d.stderr[-200000:]}))")
     done = subprocess.run([sys.executable, "-c", code, json.dumps(cmd), json.dumps(env)], capture_output=True,
                           text=True)
     if done.returncode != 0:
