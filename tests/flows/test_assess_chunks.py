@@ -126,13 +126,18 @@ def test_assess_in_small_chunks_writes_every_row_holds_one_chunk_and_matches_one
     assert f'data-count="{N_FILES}"' in (a / "report.html").read_text()
 
 
+def _noise_files(folder: Path, n: int, size: int, seed: int) -> None:
+    """``n`` float32 noise micrographs of ``size`` x ``size`` pixels (1 A/px) in ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for i in range(n):
+        write_mrc(folder / f"m_{i:02d}.mrc", rng.normal(size=(size, size)).astype(np.float32), voxel_size=1.0)
+
+
 def test_ingest_submits_at_most_max_in_flight_files_at_once(prefect_harness, tmp_path, monkeypatch):
     import micrograde.flows.ingest as ingest
 
-    rng = np.random.default_rng(3)
-    (tmp_path / "src").mkdir()
-    for i in range(12):
-        write_mrc(tmp_path / "src" / f"m_{i:02d}.mrc", rng.normal(size=(96, 96)).astype(np.float32), voxel_size=1.0)
+    _noise_files(tmp_path / "src", 12, 96, seed=3)
     windows: list[int] = []
     real = ingest.as_completed
 
@@ -161,10 +166,7 @@ def test_flows_called_without_a_task_runner_use_one_thread_per_core(prefect_harn
     for flow in (ingest.ingest_flow, assess.assess_flow, demo.demo_flow, train.train_flow, train.evaluate_flow,
                  facility.watch_flow, facility.sweep_flow, facility.retrain_flow):
         assert flow.task_runner._max_workers == default_threads(), flow.name
-    rng = np.random.default_rng(5)
-    (tmp_path / "src").mkdir()
-    for i in range(24):
-        write_mrc(tmp_path / "src" / f"m_{i:02d}.mrc", rng.normal(size=(64, 64)).astype(np.float32), voxel_size=1.0)
+    _noise_files(tmp_path / "src", 24, 64, seed=5)
     lock, running, most = threading.Lock(), [0], [0]
     real = ingest.ingest_file
 
@@ -192,10 +194,7 @@ def test_ingest_lets_go_of_each_task_result_once_counted(prefect_harness, tmp_pa
 
     import micrograde.flows.ingest as ingest
 
-    rng = np.random.default_rng(6)
-    (tmp_path / "src").mkdir()
-    for i in range(20):
-        write_mrc(tmp_path / "src" / f"m_{i:02d}.mrc", rng.normal(size=(64, 64)).astype(np.float32), voxel_size=1.0)
+    _noise_files(tmp_path / "src", 20, 64, seed=6)
     held: list[int] = []
     real = ingest.finish_run
 
