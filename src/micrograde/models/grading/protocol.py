@@ -5,7 +5,8 @@ Folds (:func:`make_folds`):
 - three or more labelled sessions: leave one session out; each session is held out once, so every
   out-of-fold prediction is for a session the head never saw (as a new grid will be);
 - one or two sessions: stratified K-fold over micrographs, stratified by session and label together
-  (each fold holds a share of every session and class); K = 5, fewer with fewer than 20 labels.
+  (each fold holds a share of every session and class); K = 5, fewer with fewer than 20 labels or
+  when no session-label pair has K micrographs (K is then the largest pair's count, at least 2).
   The note says that these figures are for new micrographs of the SAME sessions.
 
 Every candidate head (:mod:`.heads`) is fitted in every fold; its out-of-fold (OOF) probabilities
