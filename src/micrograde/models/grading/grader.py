@@ -91,7 +91,7 @@ def _saved_blocks(d: Mapping) -> tuple[str, ...]:
     """The physical blocks a saved head was fitted on (heads saved by 0.2.0 do not say: theirs)."""
     if "blocks" in d:
         return tuple(str(b) for b in d["blocks"])
-    return tuple(b for b in HEADS[d["name"]].blocks if b != "embedding" and b in LEGACY_PHYSICAL_BLOCKS)
+    return tuple(b for b in HEADS[d["name"]].physical if b in LEGACY_PHYSICAL_BLOCKS)
 
 
 def apply_temperature_to_probs(probs: np.ndarray, temperature: float) -> np.ndarray:

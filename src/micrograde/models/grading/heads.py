@@ -50,6 +50,11 @@ class HeadSpec:
     blocks: tuple[str, ...]  # physical (forest) blocks, then "embedding" when used
     kind: str  # "forest" | "linear" | "forest+pca"
 
+    @property
+    def physical(self) -> tuple[str, ...]:
+        """The blocks read as columns (all but the embedding)."""
+        return tuple(b for b in self.blocks if b != "embedding")
+
 
 HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     HeadSpec("baseline", "random forest on the spectrum profile (level) and the five scores", ("level", "scores"),
@@ -101,7 +106,7 @@ class FittedHead:
     def physical_blocks(self) -> tuple[str, ...]:
         if self.blocks is not None:
             return tuple(self.blocks)
-        return tuple(b for b in self.spec.blocks if b != "embedding")
+        return self.spec.physical
 
     def _inputs(self, feats: Features) -> np.ndarray:
         spec = self.spec
@@ -134,7 +139,7 @@ def fit_head(name: str, feats: Features, y: np.ndarray, *, seed: int = 0) -> Fit
     spec = HEADS[name]
     y = np.asarray(y, dtype=np.int64)
     classes = np.unique(y)
-    physical = [b for b in spec.blocks if b != "embedding"]
+    physical = list(spec.physical)
     keep = (~np.isnan(feats.matrix(physical)).all(axis=0)) if physical else np.zeros(0, dtype=bool)
     head = FittedHead(name, classes, keep, blocks=tuple(physical))
     if len(classes) == 1:  # one class only: nothing to learn, the head answers it

@@ -39,7 +39,8 @@ def prediction_table(
 
     ``rows``: catalogue rows (``pipeline.query.micrograph_table``), aligned with ``probs``.
     ``ctf_columns``: the CTF features to include whatever these rows hold (one set for every chunk of a
-    run: :func:`present_ctf_columns` over all of them); by default those some row has a value for.
+    run: the assess flow asks the catalogue, ``pipeline.catalogue.query.features_present``); by default
+    those some row has a value for (:func:`present_ctf_columns`).
     """
     if len(rows) != len(probs):
         raise ValueError(f"{len(rows)} micrographs but {len(probs)} predictions")
