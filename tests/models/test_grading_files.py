@@ -102,3 +102,36 @@ def test_a_pickled_fused_head_of_version_0_1_is_refused_with_advice(tmp_path):
                                                     "head": {"kind": "fusion", "fusion": {"file": "fusion.joblib"}}}))
     with pytest.raises(GraderFileError, match="retrain"):
         load_grader(tmp_path)
+
+
+def test_a_blend_averages_its_members_and_cross_validation_fits_each_member_once_per_fold(monkeypatch):
+    from micrograde.models.grading import heads
+    from micrograde.models.grading.protocol import cross_validate, make_folds
+
+    feats, y = _features()
+    train, held = np.arange(0, 60, 2), np.arange(1, 60, 2)
+    blend = fit_head("blend", feats.take(train), y[train])
+    members = [fit_head(m, feats.take(train), y[train]) for m in HEADS["blend"].members]
+    expected = np.mean([m.predict_proba(feats.take(held)) for m in members], axis=0)
+    assert np.allclose(blend.predict_proba(feats.take(held)), expected)
+
+    calls: list[str] = []
+    real = heads.fit_head
+
+    def counting(name, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr("micrograde.models.grading.protocol.fit_head", counting)
+    groups = np.repeat(["s1", "s2", "s3"], 20)
+    folds = make_folds(groups, y)
+    oof = cross_validate(feats, y, folds, ["physics", "embedding", "blend"])
+    assert calls == ["physics", "embedding", "blend"] * len(folds)  # the blend reused the fold's member fits
+    assert np.allclose(oof["blend"], (oof["physics"] + oof["embedding"]) / 2)
+
+
+def test_the_train_command_names_every_candidate_head_in_its_help():
+    from micrograde.flows.cli.train import train_cmd
+
+    text = next(p.help for p in train_cmd.params if p.name == "heads")
+    assert f"default: {','.join(HEADS)};" in text

@@ -57,8 +57,8 @@ def _heads(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
 @workspace_option
 @db_option
 @click.option("--heads", callback=_heads, default=None, metavar="A,B,...",
-              help="Candidate heads cross-validation chooses from (default: baseline,physics,embedding,combined; "
-                   "the baseline is always evaluated).")
+              help="Candidate heads cross-validation chooses from (default: baseline,physics,embedding,combined,"
+                   "blend; the baseline is always evaluated).")
 @click.option("--finetune", type=click.Choice(["auto", "never", "cv"]), default="auto", show_default=True,
               help="Fine-tuned network as a candidate: cv = evaluate it in the same folds (slow on CPU); auto = only "
                    "when a CUDA GPU is present.")

@@ -68,11 +68,24 @@ def model_file(model_dir: Path, entry: Mapping) -> tuple[Path, bytes]:
 
 def save_heads(model_dir: Path, heads: Mapping[str, FittedHead]) -> dict:
     """Write ``heads.skops`` atomically; returns its card entry ``{"file", "sha256"}``."""
-    payload = {name: {"name": h.name, "classes": h.classes, "keep": h.keep, "forest": h.forest,
-                      "linear": h.linear, "pca": h.pca, "blocks": list(h.physical_blocks)} for name, h in heads.items()}
-    data = sio.dumps(payload)
+    data = sio.dumps({name: _head_payload(h) for name, h in heads.items()})
     atomic_write_bytes(Path(model_dir) / HEADS_FILE, data)
     return {"file": HEADS_FILE, "sha256": _sha256(data)}
+
+
+def _head_payload(h: FittedHead) -> dict:
+    out = {"name": h.name, "classes": h.classes, "keep": h.keep, "forest": h.forest, "linear": h.linear,
+           "pca": h.pca, "blocks": list(h.physical_blocks)}
+    if h.members is not None:  # a blend: its members, each saved as a head of its own
+        out["members"] = {name: _head_payload(m) for name, m in h.members.items()}
+    return out
+
+
+def _head_from_payload(d: Mapping) -> FittedHead:
+    members = ({name: _head_from_payload(m) for name, m in d["members"].items()} if d.get("members") is not None
+               else None)
+    return FittedHead(d["name"], np.asarray(d["classes"]), np.asarray(d["keep"], dtype=bool), d["forest"],
+                      d["linear"], d["pca"], blocks=_saved_blocks(d), members=members)
 
 
 def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
@@ -83,8 +96,7 @@ def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
         raise GraderFileError(f"model {Path(model_dir).name}: {HEADS_FILE} holds types micrograde does not trust: "
                               f"{', '.join(sorted(untrusted - set(_TRUSTED)))}")
     payload = sio.loads(data, trusted=sorted(untrusted))
-    return {name: FittedHead(d["name"], np.asarray(d["classes"]), np.asarray(d["keep"], dtype=bool), d["forest"],
-                             d["linear"], d["pca"], blocks=_saved_blocks(d)) for name, d in payload.items()}
+    return {name: _head_from_payload(d) for name, d in payload.items()}
 
 
 def _saved_blocks(d: Mapping) -> tuple[str, ...]:

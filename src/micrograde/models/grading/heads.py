@@ -12,7 +12,11 @@ heads tie (simplest first):
 - ``embedding``: a logistic regression on frozen pretrained image features (power-normalised,
   L2-normalised, standardised; strong L2 penalty, balanced class weights);
 - ``combined``: a random forest on the physical inputs and the leading principal components of
-  the image features (one component per ten training micrographs, 2 to 16).
+  the image features (one component per ten training micrographs, 2 to 16);
+- ``blend``: the mean of the ``physics`` forest's and the ``embedding`` regression's probabilities
+  (two representations whose errors differ: the average is steadier on sessions unlike the
+  training ones). Its members are the same fits as those heads', so in cross-validation its
+  out-of-fold predictions cost nothing more.
 
 A class absent from a head's training data gets probability 0 (:meth:`FittedHead.predict_proba`
 always returns the three classes in :data:`LABELS` order). Columns missing in every training row
@@ -48,7 +52,8 @@ class HeadSpec:
     name: str
     description: str
     blocks: tuple[str, ...]  # physical (forest) blocks, then "embedding" when used
-    kind: str  # "forest" | "linear" | "forest+pca"
+    kind: str  # "forest" | "linear" | "forest+pca" | "blend"
+    members: tuple[str, ...] = ()  # a blend's heads, whose probabilities it averages
 
     @property
     def physical(self) -> tuple[str, ...]:
@@ -65,6 +70,8 @@ HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     HeadSpec("embedding", "logistic regression on frozen pretrained image features", ("embedding",), "linear"),
     HeadSpec("combined", "random forest on the physical inputs and the leading principal components of the "
              "image features", (*PHYSICAL_BLOCKS, "embedding"), "forest+pca"),
+    HeadSpec("blend", "mean of the physics forest's and the embedding regression's probabilities",
+             (*PHYSICAL_BLOCKS, "embedding"), "blend", members=("physics", "embedding")),
 )}
 BASELINE = "baseline"
 
@@ -97,6 +104,8 @@ class FittedHead:
     pca: Pipeline | None = None
     #: the physical blocks it was fitted on, in order (None: the spec's)
     blocks: tuple[str, ...] | None = None
+    #: a blend's fitted members, by name
+    members: dict[str, FittedHead] | None = None
 
     @property
     def spec(self) -> HeadSpec:
@@ -124,6 +133,10 @@ class FittedHead:
         out = np.zeros((len(feats), len(LABELS)))
         if len(feats) == 0:
             return out
+        if self.spec.kind == "blend":
+            if not self.members:
+                raise ValueError(f"head {self.name} has no fitted members")
+            return np.mean([m.predict_proba(feats) for m in self.members.values()], axis=0)
         if len(self.classes) == 1:
             out[:, self.classes[0]] = 1.0
             return out
@@ -134,11 +147,22 @@ class FittedHead:
         return out
 
 
-def fit_head(name: str, feats: Features, y: np.ndarray, *, seed: int = 0) -> FittedHead:
-    """Fit head ``name`` on every row of ``feats`` with labels ``y`` (class indices)."""
+def fit_head(name: str, feats: Features, y: np.ndarray, *, seed: int = 0,
+             fitted: dict[str, FittedHead] | None = None) -> FittedHead:
+    """Fit head ``name`` on every row of ``feats`` with labels ``y`` (class indices).
+
+    ``fitted``: heads already fitted on the same rows and labels, by name; a blend takes its members
+    from there when they are, and the members it fits are added to it."""
     spec = HEADS[name]
     y = np.asarray(y, dtype=np.int64)
     classes = np.unique(y)
+    if spec.kind == "blend":
+        fitted = {} if fitted is None else fitted
+        for member in spec.members:
+            if member not in fitted:
+                fitted[member] = fit_head(member, feats, y, seed=seed)
+        return FittedHead(name, classes, np.zeros(0, dtype=bool), blocks=(),
+                          members={m: fitted[m] for m in spec.members})
     physical = list(spec.physical)
     keep = (~np.isnan(feats.matrix(physical)).all(axis=0)) if physical else np.zeros(0, dtype=bool)
     head = FittedHead(name, classes, keep, blocks=tuple(physical))

@@ -85,8 +85,10 @@ def cross_validate(feats: Features, y: np.ndarray, folds: Folds, heads: Sequence
     oof = {name: np.full((len(y), len(LABELS)), np.nan) for name in heads}
     for i, (train, held) in enumerate(folds.splits):
         part, rest = feats.take(train), feats.take(held)
+        fitted: dict = {}  # a blend reuses its members' fits of this fold
         for name in heads:
-            oof[name][held] = fit_head(name, part, y[train], seed=seed).predict_proba(rest)
+            fitted[name] = fit_head(name, part, y[train], seed=seed, fitted=fitted)
+            oof[name][held] = fitted[name].predict_proba(rest)
         if on_fold is not None:
             on_fold(i + 1, len(folds))
     return oof
