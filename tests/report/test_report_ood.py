@@ -54,3 +54,15 @@ def test_card_without_diversity_table_says_so():
     warnings = ood_warnings(make_predictions(6), card)
     assert [w.kind for w in warnings] == ["card"]
     assert ood_warnings(make_predictions(6), None) == []
+
+
+def test_several_features_outside_their_range_give_one_warning_per_session_naming_them():
+    preds = make_predictions(20, sessions=("a", "b"))
+    b_rows = preds.index[preds["session"] == "b"]
+    preds.loc[b_rows[:3], "ice_ring_score"] = 50.0  # 3 of 10
+    preds.loc[b_rows[:6], "thon_reach_A"] = 40.0  # 6 of 10
+    warnings = ood_warnings(preds, make_card())
+    assert [(w.session, w.kind) for w in warnings] == [("b", "score")]
+    assert warnings[0].values == ("thon_reach_A", "ice_ring_score")  # the most often outside first
+    text = warnings[0].message
+    assert text.startswith("Session 'b': 2 features") and "6 of 10" in text and "3 of 10" in text

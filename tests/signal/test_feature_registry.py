@@ -145,3 +145,10 @@ def test_ctf_columns_appear_in_predictions_where_imported():
     assert "ctf_resolution_A" in out.columns and "ctf_defocus_um" not in out.columns
     assert out["ctf_resolution_A"].tolist()[0] == 3.1 and np.isnan(out["ctf_resolution_A"].tolist()[1])
     assert set(feature_names("score", "measure", "local")) <= set(out.columns)
+
+
+def test_ctf_columns_with_values_are_those_with_a_finite_value_in_some_row():
+    first, second, third = feature_names("ctf")[:3]
+    rows = pd.DataFrame({first: [np.nan, 1.5], second: [np.nan, np.inf], third: ["", None], "other": [1.0, 2.0]})
+    assert features.ctf_columns_with_values(rows) == [first]
+    assert features.ctf_columns_with_values(rows.iloc[:0]) == []

@@ -49,6 +49,7 @@ __all__ = [
     "features_of",
     "feature_names",
     "feature",
+    "ctf_columns_with_values",
     "image_features",
     "features_version",
 ]
@@ -270,6 +271,15 @@ def feature_names(*groups: str) -> tuple[str, ...]:
 def feature(name: str) -> Feature | None:
     """The registry entry called ``name``, or None."""
     return next((f for f in REGISTRY if f.name == name), None)
+
+
+def ctf_columns_with_values(rows) -> list[str]:
+    """The ``ctf`` features (the user's CTF estimates) that some row of the table ``rows`` has a finite value for,
+    in registry order: the CTF columns a run's predictions and a grader's inputs carry."""
+    import pandas as pd
+
+    return [n for n in feature_names("ctf") if n in rows.columns
+            and np.isfinite(pd.to_numeric(rows[n], errors="coerce").to_numpy(dtype=float)).any()]
 
 
 def image_features(image: np.ndarray | ImageInputs, pixel_size: float | None = None, **inputs) -> dict[str, float]:

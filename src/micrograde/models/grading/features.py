@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from micrograde.pipeline.catalogue.cache import CacheMissError, cache_path, entry_measures
-from micrograde.pipeline.features import feature_names
+from micrograde.pipeline.features import ctf_columns_with_values, feature_names
 from micrograde.pipeline.signal.profile import profile_names, spectrum_profile
 
 __all__ = ["BLOCKS", "Features", "load_features", "default_measure_names"]
@@ -61,9 +61,7 @@ class Features:
 
 def default_measure_names(extra: pd.DataFrame | None = None) -> tuple[str, ...]:
     """The ``measures`` columns: every registry ``measure``, then the ``ctf`` features with a value in ``extra``."""
-    ctf = [n for n in feature_names("ctf") if extra is not None and n in extra.columns
-           and np.isfinite(pd.to_numeric(extra[n], errors="coerce").to_numpy(dtype=float)).any()]
-    return (*feature_names("measure"), *ctf)
+    return (*feature_names("measure"), *(ctf_columns_with_values(extra) if extra is not None else ()))
 
 
 def _extra_values(keys: list[str], extra: pd.DataFrame | None, names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -21,6 +21,8 @@ __all__ = ["OodWarning", "ood_warnings", "PIXEL_SIZE_TOLERANCE", "SCORE_OUTSIDE_
 PIXEL_SIZE_TOLERANCE = 0.10
 #: A score warns when more than this fraction of a session's micrographs fall outside its range.
 SCORE_OUTSIDE_FRACTION = 0.20
+#: A session's score warning names at most this many features (the rest are counted).
+MAX_LISTED = 4
 
 _ADVICE = "Treat its grades with care: review some of them and label a few for the next training."
 
@@ -100,7 +102,8 @@ def _pixel_size_warnings(session: str, rows: pd.DataFrame, seen_records: list[Ma
 
 
 def _score_warnings(session: str, rows: pd.DataFrame, ranges: Mapping) -> list[OodWarning]:
-    out = []
+    """One warning per session for every feature outside its training range (one line however many)."""
+    found = []  # (name, outside, n, lo, hi, session min, session max)
     for score, bounds in ranges.items():
         if score not in rows.columns or bounds is None or len(bounds) != 2:
             continue
@@ -109,16 +112,22 @@ def _score_warnings(session: str, rows: pd.DataFrame, ranges: Mapping) -> list[O
         if values.empty:
             continue
         outside = int(((values < lo) | (values > hi)).sum())
-        frac = outside / len(values)
-        if frac > SCORE_OUTSIDE_FRACTION:
-            label = _feature_name(score)
-            msg = (
-                f"Session {session!r}: {outside} of {len(values)} micrographs ({frac:.0%}) have a {label} "
-                f"outside the training range {lo:.3g} to {hi:.3g} (this session: {values.min():.3g} to "
-                f"{values.max():.3g}). {_ADVICE}"
-            )
-            out.append(OodWarning(session, "score", msg, (score,)))
-    return out
+        if outside / len(values) > SCORE_OUTSIDE_FRACTION:
+            found.append((score, outside, len(values), lo, hi, float(values.min()), float(values.max())))
+    if not found:
+        return []
+    if len(found) == 1:
+        score, outside, n, lo, hi, vmin, vmax = found[0]
+        msg = (f"Session {session!r}: {outside} of {n} micrographs ({outside / n:.0%}) have a {_feature_name(score)} "
+               f"outside the training range {lo:.3g} to {hi:.3g} (this session: {vmin:.3g} to {vmax:.3g}). {_ADVICE}")
+    else:
+        found.sort(key=lambda f: -f[1] / f[2])  # the most often outside first
+        parts = [f"{_feature_name(score)}: {outside} of {n} outside {lo:.3g} to {hi:.3g}"
+                 for score, outside, n, lo, hi, _vmin, _vmax in found[:MAX_LISTED]]
+        more = f"; and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+        msg = (f"Session {session!r}: {len(found)} features lie outside their training range for more than "
+               f"{SCORE_OUTSIDE_FRACTION:.0%} of its micrographs ({'; '.join(parts)}{more}). {_ADVICE}")
+    return [OodWarning(session, "score", msg, tuple(f[0] for f in found))]
 
 
 def ood_warnings(predictions: pd.DataFrame, card: Mapping | None) -> list[OodWarning]:

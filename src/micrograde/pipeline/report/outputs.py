@@ -17,10 +17,10 @@ import pandas as pd
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.export.cryosparc import read_cs, select_cs, selection_paths_csv, write_cs, write_csg
 from micrograde.pipeline.export.relion import read_star, selection_star, write_star
-from micrograde.pipeline.features import feature_names
+from micrograde.pipeline.features import ctf_columns_with_values, feature_names
 from micrograde.pipeline.report.page import build_report, write_predictions, write_report
 
-__all__ = ["prediction_table", "present_ctf_columns", "OutputFiles", "write_outputs"]
+__all__ = ["prediction_table", "OutputFiles", "write_outputs"]
 
 _META = ("detector", "grid_material", "grid_maker", "pixel_size", "voltage_kv")
 
@@ -40,7 +40,7 @@ def prediction_table(
     ``rows``: catalogue rows (``pipeline.query.micrograph_table``), aligned with ``probs``.
     ``ctf_columns``: the CTF features to include whatever these rows hold (one set for every chunk of a
     run: the assess flow asks the catalogue, ``pipeline.catalogue.query.features_present``); by default
-    those some row has a value for (:func:`present_ctf_columns`).
+    those some row has a value for (:func:`~micrograde.pipeline.features.ctf_columns_with_values`).
     """
     if len(rows) != len(probs):
         raise ValueError(f"{len(rows)} micrographs but {len(probs)} predictions")
@@ -71,17 +71,10 @@ def _column(rows: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(np.nan, index=rows.index, dtype=float)
 
 
-def present_ctf_columns(rows: pd.DataFrame) -> list[str]:
-    """The CTF features some of ``rows`` has a value for."""
-    return [
-        n for n in feature_names("ctf") if n in rows.columns and pd.to_numeric(rows[n], errors="coerce").notna().any()
-    ]
-
-
 def _feature_columns(rows: pd.DataFrame, ctf_columns: Sequence[str] | None = None) -> list[str]:
     """Every image feature; the CTF features ``ctf_columns`` (default: those some row has a value for)."""
     imported = set(feature_names("ctf"))
-    ctf = set(present_ctf_columns(rows) if ctf_columns is None else ctf_columns)
+    ctf = set(ctf_columns_with_values(rows) if ctf_columns is None else ctf_columns)
     return [n for n in feature_names() if n not in imported or n in ctf]
 
 
