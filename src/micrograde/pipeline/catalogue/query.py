@@ -19,6 +19,12 @@ __all__ = ["micrograph_table", "micrograph_paths", "spread_features", "features_
 _SESSION_COLUMNS = ("microscope", "detector", "grid_material", "grid_maker", "dose")
 
 
+def _by_id(stmt, ids: Sequence[int] | None):
+    """``stmt`` over micrographs joined to their session, in id order, limited to ``ids`` when given."""
+    stmt = stmt.join(SessionRow, Micrograph.session_id == SessionRow.id).order_by(Micrograph.id)
+    return stmt if ids is None else stmt.where(Micrograph.id.in_([int(i) for i in ids]))
+
+
 def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFrame:
     """One row per micrograph with its session's metadata.
 
@@ -29,11 +35,8 @@ def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFram
     ``grid_material``, ``grid_maker``, ``dose``.
     """
     cols = [c for c in Micrograph.__table__.columns if c.name != "features"]
-    stmt = select(*cols, SessionRow.name.label("session"), *(getattr(SessionRow, c) for c in _SESSION_COLUMNS))
-    stmt = stmt.join(SessionRow, Micrograph.session_id == SessionRow.id).order_by(Micrograph.id)
-    if ids is not None:
-        stmt = stmt.where(Micrograph.id.in_(list(ids)))
-    stmt = stmt.add_columns(Micrograph.features)
+    stmt = _by_id(select(*cols, SessionRow.name.label("session"), *(getattr(SessionRow, c) for c in _SESSION_COLUMNS)),
+                  ids).add_columns(Micrograph.features)
     with ws.session() as s:
         rows = s.execute(stmt).mappings().all()
     names = [c.name for c in cols] + ["session", *_SESSION_COLUMNS]
@@ -45,10 +48,7 @@ def micrograph_paths(ws: Workspace, ids: Sequence[int] | None = None, *, session
                      preprocess_key: str | None = None) -> pd.DataFrame:
     """``id``, ``path`` and ``session`` of micrographs (``ids``, and/or those of ``sessions`` ingested with
     ``preprocess_key``), in id order: a narrow query for choosing what to assess, without the features."""
-    stmt = (select(Micrograph.id, Micrograph.path, SessionRow.name.label("session"))
-            .join(SessionRow, Micrograph.session_id == SessionRow.id).order_by(Micrograph.id))
-    if ids is not None:
-        stmt = stmt.where(Micrograph.id.in_([int(i) for i in ids]))
+    stmt = _by_id(select(Micrograph.id, Micrograph.path, SessionRow.name.label("session")), ids)
     if sessions is not None:
         stmt = stmt.where(SessionRow.name.in_(list(sessions)))
     if preprocess_key is not None:
