@@ -206,3 +206,14 @@ def test_ingest_cli_stores_the_estimates_and_refuses_a_bad_star_before_any_work(
     with Workspace.open(ws) as opened:
         table = micrograph_table(opened).set_index("name")
     assert table.loc["b.mrc", "ctf_resolution_A"] == pytest.approx(8.5)
+
+
+def test_the_ingest_flow_imports_no_pandas_without_a_ctf_file():
+    """pandas (about 0.3 s of CPU) loads when a STAR or .cs is read, not for a plain ingest."""
+    import subprocess
+    import sys
+
+    code = ("import sys, micrograde.flows.ingest; from micrograde.pipeline.io.ctf import read_ctf; "
+            "read_ctf(None, None); print('pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

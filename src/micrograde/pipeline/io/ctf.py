@@ -29,9 +29,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads when a file is read: a command given no CTF file does not import it
+    import pandas as pd
 
 __all__ = ["CtfFormatError", "NoCtfColumnsError", "CtfTable", "STAR_COLUMNS", "CS_FIELDS", "ctf_from_star",
            "ctf_from_cs", "read_ctf"]
@@ -87,10 +90,14 @@ def _table(source: Path, names: list[str], values: dict[str, np.ndarray]) -> Ctf
         got = values.get(name)
         columns[name] = np.full(n, np.nan) if got is None else np.asarray(got, dtype=float)
     given = tuple(k for k in _ctf_names() if k in values)
+    import pandas as pd
+
     return CtfTable(source, pd.DataFrame(columns), given)
 
 
 def _numeric(frame: pd.DataFrame, column: str, source: Path) -> np.ndarray:
+    import pandas as pd
+
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() & frame[column].notna()
     if bad.any():
