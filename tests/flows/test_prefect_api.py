@@ -3,6 +3,7 @@ successive commands, replaced when it died, stopped when idle; the same output w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -124,6 +125,41 @@ def test_the_shared_server_stops_when_idle_and_not_while_a_command_runs(tmp_path
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.mark.slow
+def test_a_server_started_early_is_the_one_the_command_waits_for_and_a_dead_start_is_replaced(tmp_path, monkeypatch):
+    from micrograde.flows.prefect_api import STATE_FILE, prefect_api, start_shared_api
+
+    home = tmp_path / "prefect"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv(API_MODE_ENV, "private")
+    start_shared_api(home)
+    assert shared_api_state(home) is None, "private mode starts nothing"
+    monkeypatch.setenv(API_MODE_ENV, "shared")
+    try:
+        start_shared_api(home)  # returns at once: the server starts in the background
+        early = shared_api_state(home)
+        assert early is not None and early["starting"] is True
+        start_shared_api(home)  # a second early start finds it starting and adds none
+        assert shared_api_state(home)["pid"] == early["pid"]
+        with prefect_api(home) as url:  # waits for that server, and records it as started
+            assert url == early["url"] and os.environ["PREFECT_API_URL"] == url
+            state = shared_api_state(home)
+            assert state["pid"] == early["pid"] and "starting" not in state
+        stop_shared_api(home)
+
+        # a start that died before it answered (here: a process that is gone) is replaced
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (home / STATE_FILE).write_text(json.dumps({**early, "pid": dead.pid, "starting": True}))
+        with prefect_api(home) as url:
+            state = shared_api_state(home)
+            assert state["pid"] not in (dead.pid, early["pid"]) and url == state["url"]
+    finally:
+        stop_shared_api(home)
+    assert shared_api_state(home) is None
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])

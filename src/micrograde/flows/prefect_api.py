@@ -8,14 +8,17 @@ Every command that runs a flow needs a Prefect API. In order:
 3. Otherwise (``shared``, the default): one local API server per ``PREFECT_HOME`` (the workspace's
    ``.prefect/`` unless set), started by the first command that needs it, reused by the following
    ones, and stopped once no command has used it for ``MICROGRADE_PREFECT_IDLE_S`` seconds (600).
-   Only the first command of a session waits for it to start; the others pay nothing.
+   Only the first command of a session waits for it to start; the others pay nothing. A command
+   calls :func:`start_shared_api` as soon as its cheap checks pass, so the server starts while
+   the command imports its modules and checks its inputs; :func:`prefect_api` then waits for it.
 
 The shared server is Prefect's own API application (``prefect.server.api.server:create_app``) run
 by uvicorn in its own process session, with the services of Prefect's ephemeral mode (no UI, no
 scheduler: a command runs its flow in process and needs none). Coordination is through files in
 ``PREFECT_HOME``:
 
-* ``micrograde-api.json``: url, pid and Prefect version of the running server;
+* ``micrograde-api.json``: url, pid and Prefect version of the running server (``starting`` while it
+  has not answered yet);
 * ``micrograde-api.lock``: held exclusively while a command checks, or starts, the server;
 * ``micrograde-api.users``: every command holds a shared lock on it while it runs; the server stops
   itself only when it can take it exclusively and has been idle for the idle time.
@@ -47,6 +50,7 @@ __all__ = [
     "IDLE_ENV",
     "DEFAULT_IDLE_S",
     "prefect_api",
+    "start_shared_api",
     "api_mode",
     "shared_api_state",
     "stop_shared_api",
@@ -100,15 +104,23 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_until_healthy(proc: subprocess.Popen, url: str, timeout_s: float, log_path: str | Path | None) -> None:
-    """Wait until the server process answers ``/health``; RuntimeError if it exits or times out."""
+def _wait_healthy(alive, url: str, timeout_s: float) -> bool:
+    """Wait until ``url`` answers ``/health``: True, or False once ``alive()`` says the server exited or on time-out."""
     deadline = time.monotonic() + timeout_s
     while not _healthy(url, timeout=2.0):
-        if proc.poll() is not None:
-            raise RuntimeError(f"the local Prefect server exited with code {proc.returncode} (log: {log_path})")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the local Prefect server did not start within {timeout_s:.0f} s (log: {log_path})")
+        if not alive() or time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
+    return True
+
+
+def wait_until_healthy(proc: subprocess.Popen, url: str, timeout_s: float, log_path: str | Path | None) -> None:
+    """Wait until the server process answers ``/health``; RuntimeError if it exits or times out."""
+    if _wait_healthy(lambda: proc.poll() is None, url, timeout_s):
+        return
+    if proc.poll() is not None:
+        raise RuntimeError(f"the local Prefect server exited with code {proc.returncode} (log: {log_path})")
+    raise RuntimeError(f"the local Prefect server did not start within {timeout_s:.0f} s (log: {log_path})")
 
 
 def _startup_timeout() -> float:
@@ -140,33 +152,58 @@ def shared_api_state(home: str | Path) -> dict | None:
         return None
 
 
-def _running_url(home: Path) -> str | None:
-    """The URL of a live, healthy shared server of the same Prefect version; a stale one is stopped."""
+def _live_state(home: Path) -> dict | None:
+    """The recorded server when its process lives and runs this Prefect version (started or starting)."""
     state = shared_api_state(home)
-    if not state:
-        return None
-    pid, url = int(state.get("pid", 0)), str(state.get("url", ""))
-    if pid and _pid_alive(pid) and state.get("prefect") == _prefect_version() and _healthy(url):
+    if state and _pid_alive(int(state.get("pid", 0))) and state.get("prefect") == _prefect_version():
+        return state
+    return None
+
+
+def _running_url(home: Path) -> str | None:
+    """The URL of a live, healthy shared server of the same Prefect version (one still starting is waited
+    for); a stale one is stopped."""
+    state = _live_state(home)
+    url = str((state or {}).get("url", ""))
+    if state and state.get("starting"):
+        if _wait_healthy(lambda: _pid_alive(int(state["pid"])), url, _startup_timeout()):
+            _write_state(home, {k: v for k, v in state.items() if k != "starting"})
+            return url
+    elif state and _healthy(url):
         return url
-    if pid and _pid_alive(pid):  # hung or from another Prefect version: replace it
+    stale = shared_api_state(home)
+    pid = int((stale or {}).get("pid", 0))
+    if pid and _pid_alive(pid):  # hung, never started or from another Prefect version: replace it
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     (home / STATE_FILE).unlink(missing_ok=True)
     return None
 
 
-def _start_shared(home: Path, attempts: int = 3) -> str:
+def _write_state(home: Path, state: dict) -> None:
     from micrograde.pipeline.io.atomic import atomic_write_text
 
+    atomic_write_text(home / STATE_FILE, json.dumps(state) + "\n")
+
+
+def _spawn(home: Path) -> tuple[subprocess.Popen, str]:
+    """Start a server process on a free port and record it as starting (its caller holds the start lock)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    cmd = [sys.executable, "-m", "micrograde.flows.prefect_api", "--home", str(home), "--port", str(port),
+           "--idle", str(idle_seconds())]
+    with open(home / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=_server_env())
+    _write_state(home, {"url": url, "pid": proc.pid, "prefect": _prefect_version(), "starting": True,
+                        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    return proc, url
+
+
+def _start_shared(home: Path, attempts: int = 3) -> str:
     log_path = home / LOG_FILE
     for attempt in range(attempts):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/api"
-        cmd = [sys.executable, "-m", "micrograde.flows.prefect_api", "--home", str(home), "--port", str(port),
-               "--idle", str(idle_seconds())]
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=_server_env())
+        proc, url = _spawn(home)
         if attempt == 0:
             import prefect.main  # noqa: F401 - what the command imports next, while the server starts
         try:
@@ -174,14 +211,35 @@ def _start_shared(home: Path, attempts: int = 3) -> str:
         except RuntimeError:
             if proc.poll() is None:
                 proc.kill()
+            (home / STATE_FILE).unlink(missing_ok=True)
             if attempt == attempts - 1:
                 raise
             continue  # most likely the port was taken meanwhile
-        state = {"url": url, "pid": proc.pid, "prefect": _prefect_version(),
-                 "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-        atomic_write_text(home / STATE_FILE, json.dumps(state) + "\n")
+        state = shared_api_state(home) or {}
+        _write_state(home, {k: v for k, v in state.items() if k != "starting"})
         return url
     raise AssertionError("unreachable")
+
+
+def start_shared_api(home: str | Path) -> bool:
+    """Start the shared server of ``home`` in the background when none runs or starts, without waiting.
+
+    A command calls it once its cheap checks have passed, so that the server starts while the command
+    imports its modules and checks its inputs; :func:`prefect_api` waits for it. Nothing happens with
+    a facility's ``PREFECT_API_URL`` or in private mode. Returns True when it started one (a command
+    that then stops on a bad input stops it again: :func:`stop_shared_api`).
+    """
+    if api_mode() != "shared":
+        return False
+    home = Path(home).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    # the users lock waits while a server is stopping
+    with _flock(home / USERS_LOCK, fcntl.LOCK_SH), _flock(home / START_LOCK, fcntl.LOCK_EX):
+        if _live_state(home) is not None:
+            return False
+        (home / STATE_FILE).unlink(missing_ok=True)
+        _spawn(home)
+        return True
 
 
 def _server_env() -> dict[str, str]:

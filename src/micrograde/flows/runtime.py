@@ -14,7 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["configure_prefect", "configure_process", "prefect_session", "PREFECT_DEFAULTS", "PROCESS_DEFAULTS"]
+__all__ = ["configure_prefect", "configure_process", "begin_prefect", "early_prefect", "prefect_session",
+           "PREFECT_DEFAULTS", "PROCESS_DEFAULTS"]
 
 PREFECT_DEFAULTS: dict[str, str] = {
     "DO_NOT_TRACK": "1",
@@ -51,6 +52,31 @@ def configure_prefect(workspace: str | Path | None = None) -> None:
         os.environ["PREFECT_HOME"] = str(Path(workspace).expanduser().resolve() / ".prefect")
     if "PREFECT_HOME" in os.environ:  # Prefect cannot create its database in a missing folder
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+
+
+def begin_prefect(workspace: str | Path) -> bool:
+    """:func:`configure_prefect`, then start the shared local API in the background when none runs
+    (:func:`~micrograde.flows.prefect_api.start_shared_api`); True when it started one."""
+    from micrograde.flows.prefect_api import start_shared_api
+
+    configure_prefect(workspace)
+    return start_shared_api(os.environ["PREFECT_HOME"])
+
+
+@contextlib.contextmanager
+def early_prefect(workspace: str | Path) -> Iterator[None]:
+    """:func:`begin_prefect` for a block that imports a command's modules and checks its inputs, so the
+    local API starts meanwhile; when the block stops the command (a bad input: an exception or an exit),
+    a server it started is stopped again, and nothing is left running."""
+    started = begin_prefect(workspace)
+    try:
+        yield
+    except BaseException:
+        if started:
+            from micrograde.flows.prefect_api import stop_shared_api
+
+            stop_shared_api(os.environ["PREFECT_HOME"])
+        raise
 
 
 @contextlib.contextmanager

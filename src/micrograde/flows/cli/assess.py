@@ -68,31 +68,33 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, masks, mask_model, pa
     """
     if not sources and not sessions:
         raise click.UsageError("give micrograph files/folders to assess, or --assess-session NAME")
-    from micrograde.flows.runtime import configure_prefect, prefect_session
+    from micrograde.flows.runtime import early_prefect, prefect_session
 
     check_runner_options(dask_address, dask_workers, workers)
     check_sources(sources)
     check_ctf_files(star, cs, strict=False)  # a selection STAR without CTF columns is fine here
     ingest_cfg = ingest_config_from(params)
     ctx = run_context(workspace, db)
-    configure_prefect(ctx.root)  # before Prefect is imported: its home and logging
-    from micrograde.flows.assess import AssessConfig, NothingToAssessError, assess_flow
-    from micrograde.flows.inputs import AssessInputError, check_assess_inputs
-    from micrograde.flows.train import ModelNotFoundError
-    from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
+    # Prefect's settings before it is imported; its local API starts while the modules load and the inputs are
+    # checked, and is stopped again when an input is bad
+    with early_prefect(ctx.root):
+        from micrograde.flows.assess import AssessConfig, NothingToAssessError, assess_flow
+        from micrograde.flows.inputs import AssessInputError, check_assess_inputs
+        from micrograde.flows.train import ModelNotFoundError
+        from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
 
-    cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
-                       include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
-                       sessions=tuple(sessions) or None, masks=masks, mask_model=mask_model,
-                       particles=tuple(particles), particle_margin=particle_margin, chunk_size=chunk_size)
-    try:  # every input before any work: nothing ingested, no report folder, no Prefect run
-        check_assess_inputs(ctx.workspace(), cfg)
-        _check_mask_inputs(ctx.root, cfg, sources)
-    except AssessInputError as exc:
-        raise InputError(str(exc)) from exc
-    except (ModelNotFoundError, ModelLoadError, ModelCardMismatch) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
+                           include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
+                           sessions=tuple(sessions) or None, masks=masks, mask_model=mask_model,
+                           particles=tuple(particles), particle_margin=particle_margin, chunk_size=chunk_size)
+        try:  # every input before any work: nothing ingested, no report folder, no Prefect run
+            check_assess_inputs(ctx.workspace(), cfg)
+            _check_mask_inputs(ctx.root, cfg, sources)
+        except AssessInputError as exc:
+            raise InputError(str(exc)) from exc
+        except (ModelNotFoundError, ModelLoadError, ModelCardMismatch) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     with prefect_session(ctx.root):  # its API
         runner = task_runner_from_options(dask_address, dask_workers, workers)
         try:

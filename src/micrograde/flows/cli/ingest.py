@@ -46,16 +46,17 @@ def ingest_cmd(sources, workspace, db, no_recursive, workers, dask_address, dask
       micrograde ingest /data/session1/ "/data/session2/*.mrc" --workspace ws/ --session grid7
       micrograde ingest /data/grid8/ --workspace ws/ --star CtfFind/job003/micrographs_ctf.star
     """
-    from micrograde.flows.runtime import prefect_session
+    from micrograde.flows.runtime import begin_prefect, prefect_session
 
     check_runner_options(dask_address, dask_workers, workers)
     check_sources(sources)
     check_ctf_files(params.get("star"), params.get("cs"))
     ctx = run_context(workspace, db)
     cfg = ingest_config_from(params).model_copy(update={"recursive": not no_recursive})
-    with prefect_session(ctx.root):
-        from micrograde.flows.ingest import IngestFailed, ingest_flow
+    begin_prefect(ctx.root)  # its local API starts while the flow's modules load
+    from micrograde.flows.ingest import IngestFailed, ingest_flow
 
+    with prefect_session(ctx.root):
         runner = task_runner_from_options(dask_address, dask_workers, workers)
         try:
             summary = ingest_flow.with_options(task_runner=runner)(list(sources), ctx, cfg)
