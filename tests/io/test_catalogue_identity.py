@@ -77,6 +77,32 @@ def test_a_corrected_pixel_size_updates_the_micrograph_visibly(workspace, tmp_pa
     assert back.updated == 1 and micrograph_table(workspace).iloc[0].pixel_size == pytest.approx(1.0)
 
 
+def test_an_export_without_a_pixel_size_keeps_its_override_when_a_later_run_gives_none(workspace, tmp_path):
+    """A PNG ingested with --pixel-size is found catalogued by a later run without it (assess, a watch folder),
+    not rejected; a PNG never ingested with one is still rejected with the reason."""
+    from PIL import Image
+
+    png = tmp_path / "export.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, size=(300, 280), dtype=np.uint8)).save(png)
+    first = ingest_file(workspace, png, IngestConfig(pixel_size=7.5))
+    assert first.ingested == 1
+    again = ingest_file(workspace, png, IngestConfig())
+    assert (again.skipped, again.rejects, again.micrograph_ids) == (1, (), first.micrograph_ids)
+    row = micrograph_table(workspace).iloc[0]
+    assert (row.pixel_size, row.pixel_size_source) == (pytest.approx(7.5), "override")
+    assert reject_counts(workspace) == {}
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, size=(300, 280), dtype=np.uint8)).save(other)
+    refused = ingest_file(workspace, other, IngestConfig())
+    assert [r[0] for r in refused.rejects] == ["missing-pixel-size"]
+    assert [r[0] for r in ingest_file(workspace, other, IngestConfig()).rejects] == ["missing-pixel-size"]
+    assert reject_counts(workspace) == {"missing-pixel-size": 1}
+    # refused first, then given a pixel size: a run without one now finds it, and its reject is superseded
+    assert ingest_file(workspace, other, IngestConfig(pixel_size=7.5)).ingested == 1
+    assert ingest_file(workspace, other, IngestConfig()).skipped == 1
+    assert reject_counts(workspace) == {}
+
+
 def test_a_corrected_stack_mode_updates_the_rows_and_drops_stale_frames(workspace, tmp_path):
     frames = np.random.default_rng(3).normal(size=(3, 128, 128)).astype(np.float32)
     f = write_mrc(tmp_path / "s.mrcs", frames, stack=True, voxel_size=1.0)

@@ -12,7 +12,10 @@ is answered from the ``files`` table without being read or hashed. Otherwise its
 is computed; content already catalogued under the same request (with its cache entries present) is
 skipped without decoding. Anything else is read and computed, and an existing micrograph of the
 same content is *updated* (a corrected ``--pixel-size`` or ``--stack`` changes its pixel size,
-cache key and scores; the outcome counts it as updated). Each file is committed in its own
+cache key and scores; the outcome counts it as updated). Dropping ``--pixel-size`` goes back to the
+header's pixel size, except for a file whose format records none (PNG, TIFF, JPEG exports): its
+override stays, so a later run over the same folder without the option (``assess``, a watch
+folder) finds it catalogued instead of rejecting it. Each file is committed in its own
 transactions, so a run killed part-way loses at most the file in flight, and the next run picks it
 up; unique constraints make a duplicate row impossible.
 """
@@ -116,6 +119,18 @@ def _current_rows(ws: Workspace, digest: str, request: IdentityRequest) -> list[
     return None
 
 
+def _kept_override_rows(ws: Workspace, digest: str, request: IdentityRequest) -> list[Micrograph] | None:
+    """For content whose file records no pixel size, asked for without ``--pixel-size``: its catalogued rows
+    when each was computed with an override pixel size and otherwise for ``request`` (the override stays)."""
+    if request.pixel_size is not None:
+        return None
+    with ws.session() as s:
+        rows = list(s.execute(select(Micrograph).where(Micrograph.digest == digest)).scalars())
+    ok = rows and all(r.pixel_size_source == "override" and r.cache_key and has_entry(ws.cache_dir, r.cache_key)
+                      and request.model_copy(update={"pixel_size": float(r.pixel_size)}).matches(r) for r in rows)
+    return rows if ok else None
+
+
 def _voltage(meta: SessionMeta, given: tuple[float, str] | None, header: dict, ws: Workspace) -> tuple[float, str]:
     """The voltage for the defocus measure and its source: option/session file > header > catalogue > 300 kV."""
     if given is not None:
@@ -171,7 +186,9 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
             return job.reject("empty-file", "the file is 0 bytes long")
         known = known_file(ws, job.spath, *job.stat)
         if known is not None and known.options_key == job.options_key:
-            if known.state == "rejected":  # the same bytes and options: the same answer, recorded once
+            # the same bytes and options: the same answer, recorded once (but a missing pixel size may since
+            # have been given by an ingest with --pixel-size: looked at again, without a hash)
+            if known.state == "rejected" and known.reason != "missing-pixel-size":
                 return FileOutcome(job.spath, rejects=((known.reason or "rejected", known.detail or "", job.spath),))
             if known.state == "ingested" and known.digest:
                 done = _current_rows(ws, known.digest, request)
@@ -194,6 +211,10 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
     try:
         raws = read_micrographs(path, pixel_size=cfg.pixel_size, stack=cfg.stack, permissive=cfg.permissive)
     except MicrographReadError as exc:
+        kept = _kept_override_rows(ws, job.digest, request) if exc.reason == "missing-pixel-size" else None
+        if kept is not None:
+            job.settle("ingested")
+            return FileOutcome(job.spath, skipped=len(kept), micrograph_ids=tuple(r.id for r in kept))
         return job.reject(exc.reason, exc.detail)
     header = raws[0].header if raws else {}
     try:
