@@ -186,8 +186,9 @@ def _write_state(home: Path, state: dict) -> None:
     atomic_write_text(home / STATE_FILE, json.dumps(state) + "\n")
 
 
-def _spawn(home: Path) -> tuple[subprocess.Popen, str]:
-    """Start a server process on a free port and record it as starting (its caller holds the start lock)."""
+def _spawn(home: Path) -> tuple[subprocess.Popen, dict]:
+    """Start a server process on a free port and record it as starting (its caller holds the start lock);
+    returns the process and its record (without ``starting``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     cmd = [sys.executable, "-m", "micrograde.flows.prefect_api", "--home", str(home), "--port", str(port),
@@ -195,15 +196,17 @@ def _spawn(home: Path) -> tuple[subprocess.Popen, str]:
     with open(home / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=_server_env())
-    _write_state(home, {"url": url, "pid": proc.pid, "prefect": _prefect_version(), "starting": True,
-                        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
-    return proc, url
+    state = {"url": url, "pid": proc.pid, "prefect": _prefect_version(),
+             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    _write_state(home, {**state, "starting": True})
+    return proc, state
 
 
 def _start_shared(home: Path, attempts: int = 3) -> str:
     log_path = home / LOG_FILE
     for attempt in range(attempts):
-        proc, url = _spawn(home)
+        proc, state = _spawn(home)
+        url = str(state["url"])
         if attempt == 0:
             import prefect.main  # noqa: F401 - what the command imports next, while the server starts
         try:
@@ -215,8 +218,7 @@ def _start_shared(home: Path, attempts: int = 3) -> str:
             if attempt == attempts - 1:
                 raise
             continue  # most likely the port was taken meanwhile
-        state = shared_api_state(home) or {}
-        _write_state(home, {k: v for k, v in state.items() if k != "starting"})
+        _write_state(home, state)
         return url
     raise AssertionError("unreachable")
 
