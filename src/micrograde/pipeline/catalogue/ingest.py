@@ -110,25 +110,27 @@ def _acquired_at(raw: RawMicrograph, path: Path) -> tuple[dt.datetime, str]:
     return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC), "mtime"
 
 
-def _current_rows(ws: Workspace, digest: str, request: IdentityRequest) -> list[Micrograph] | None:
-    """The catalogued rows of this content if every one was computed for ``request`` and is cached."""
+def _current_rows(ws: Workspace, digest: str, request: IdentityRequest, *, keep_override: bool = False
+                  ) -> list[Micrograph] | None:
+    """The catalogued rows of this content if every one was computed for ``request`` and is cached.
+
+    ``keep_override``: for content whose file records no pixel size, asked for without ``--pixel-size``:
+    a row computed with an override pixel size counts as computed for ``request`` with that pixel size
+    (the override stays)."""
+    if keep_override and request.pixel_size is not None:
+        return None
+
+    def computed_for_request(r: Micrograph) -> bool:
+        if not keep_override:
+            return request.matches(r)
+        return r.pixel_size_source == "override" and request.model_copy(
+            update={"pixel_size": float(r.pixel_size)}).matches(r)
+
     with ws.session() as s:
         rows = list(s.execute(select(Micrograph).where(Micrograph.digest == digest)).scalars())
-    if rows and all(request.matches(r) and r.cache_key and has_entry(ws.cache_dir, r.cache_key) for r in rows):
+    if rows and all(computed_for_request(r) and r.cache_key and has_entry(ws.cache_dir, r.cache_key) for r in rows):
         return rows
     return None
-
-
-def _kept_override_rows(ws: Workspace, digest: str, request: IdentityRequest) -> list[Micrograph] | None:
-    """For content whose file records no pixel size, asked for without ``--pixel-size``: its catalogued rows
-    when each was computed with an override pixel size and otherwise for ``request`` (the override stays)."""
-    if request.pixel_size is not None:
-        return None
-    with ws.session() as s:
-        rows = list(s.execute(select(Micrograph).where(Micrograph.digest == digest)).scalars())
-    ok = rows and all(r.pixel_size_source == "override" and r.cache_key and has_entry(ws.cache_dir, r.cache_key)
-                      and request.model_copy(update={"pixel_size": float(r.pixel_size)}).matches(r) for r in rows)
-    return rows if ok else None
 
 
 def _voltage(meta: SessionMeta, given: tuple[float, str] | None, header: dict, ws: Workspace) -> tuple[float, str]:
@@ -211,7 +213,8 @@ def ingest_file(ws: Workspace, path: str | Path, cfg: IngestConfig, run_id: str 
     try:
         raws = read_micrographs(path, pixel_size=cfg.pixel_size, stack=cfg.stack, permissive=cfg.permissive)
     except MicrographReadError as exc:
-        kept = _kept_override_rows(ws, job.digest, request) if exc.reason == "missing-pixel-size" else None
+        kept = (_current_rows(ws, job.digest, request, keep_override=True) if exc.reason == "missing-pixel-size"
+                else None)
         if kept is not None:
             job.settle("ingested")
             return FileOutcome(job.spath, skipped=len(kept), micrograph_ids=tuple(r.id for r in kept))
