@@ -152,27 +152,26 @@ def shared_api_state(home: str | Path) -> dict | None:
         return None
 
 
-def _live_state(home: Path) -> dict | None:
-    """The recorded server when its process lives and runs this Prefect version (started or starting)."""
-    state = shared_api_state(home)
-    if state and _pid_alive(int(state.get("pid", 0))) and state.get("prefect") == _prefect_version():
-        return state
-    return None
+def _is_live(state: dict | None) -> bool:
+    """Whether a recorded server's process lives and runs this Prefect version (started or starting)."""
+    if not state:
+        return False
+    return _pid_alive(int(state.get("pid", 0))) and state.get("prefect") == _prefect_version()
 
 
 def _running_url(home: Path) -> str | None:
     """The URL of a live, healthy shared server of the same Prefect version (one still starting is waited
     for); a stale one is stopped."""
-    state = _live_state(home)
-    url = str((state or {}).get("url", ""))
-    if state and state.get("starting"):
-        if _wait_healthy(lambda: _pid_alive(int(state["pid"])), url, _startup_timeout()):
+    state = shared_api_state(home)
+    if state and _is_live(state):
+        url = str(state.get("url", ""))
+        if not state.get("starting"):
+            if _healthy(url):
+                return url
+        elif _wait_healthy(lambda: _pid_alive(int(state["pid"])), url, _startup_timeout()):
             _write_state(home, {k: v for k, v in state.items() if k != "starting"})
             return url
-    elif state and _healthy(url):
-        return url
-    stale = shared_api_state(home)
-    pid = int((stale or {}).get("pid", 0))
+    pid = int((state or {}).get("pid", 0))
     if pid and _pid_alive(pid):  # hung, never started or from another Prefect version: replace it
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -237,7 +236,7 @@ def start_shared_api(home: str | Path) -> bool:
     home.mkdir(parents=True, exist_ok=True)
     # the users lock waits while a server is stopping
     with _flock(home / USERS_LOCK, fcntl.LOCK_SH), _flock(home / START_LOCK, fcntl.LOCK_EX):
-        if _live_state(home) is not None:
+        if _is_live(shared_api_state(home)):
             return False
         (home / STATE_FILE).unlink(missing_ok=True)
         _spawn(home)
