@@ -79,6 +79,7 @@ _SCRIPT = textwrap.dedent(
     with open(f"{out}/rank{info.rank}.json", "w") as fh:
         json.dump({"world": info.world_size, "backend": info.backend, "epochs": len(res.history),
                    "checksums": [float(t) for t in everyone]}, fh)
+    dist.barrier()  # as the entry point does: no rank tears gloo down while the other still uses it
     dist.destroy_process_group()
     """
 )
