@@ -105,6 +105,25 @@ def test_card_shows_out_of_fold_figures_and_ships_a_model_fitted_on_every_label(
 
 
 @pytest.mark.slow
+def test_fine_tuning_is_a_candidate_in_the_same_folds_when_asked(collection, tmp_path):
+    from micrograde.models.training.recipe import TrainConfig
+
+    out, table = collection
+    # a table built outside the catalogue has no preprocess_key column: the fine-tuning in each fold
+    # takes it as current, as the other heads do (it raised KeyError before)
+    labelled = table[table["session"] != HELD_OUT].drop(columns="preprocess_key").reset_index(drop=True)
+    recipe = TrainConfig(epochs_head=1, epochs_finetune=1, batch_size=16, patience=1, seed=3)
+    lines = []
+    outcome = train_grader(labelled, out / "cache", tmp_path / "m", GraderConfig(
+        heads=("baseline", "physics"), finetune="cv", recipe=recipe), model_id="ft", progress=False, log=lines.append)
+    ev = outcome.card["evaluation"]
+    finetune = next(c for c in ev["candidates"] if c["name"] == "finetune")
+    assert not finetune.get("skipped") and 0.0 <= finetune["macro_f1"] <= 1.0
+    assert sum(line.startswith("fine-tuning: fold") for line in lines) == ev["n_folds"] == 3
+    assert ((tmp_path / "m" / "network").is_dir()) == (ev["chosen"] == "finetune")
+
+
+@pytest.mark.slow
 def test_chosen_head_beats_a_constant_grade_on_a_session_it_never_saw(trained):
     out, table, _labelled, _outcome = trained
     held = table[table["session"] == HELD_OUT]

@@ -119,7 +119,11 @@ class MaskModel:
 
     @torch.inference_mode()
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(C, h, w) class probabilities for one (2, h, w) input on the view grid."""
+        """(C, h, w) class probabilities for one (2, h, w) input on the view grid.
+
+        Full precision on every device: on an H200 a K3 micrograph's view took 7.2 ms in fp32 and
+        10.5 ms under bf16 autocast, which changed the class of 0.6 % of its pixels
+        (bench/bench_gpu.py)."""
         padded, (h, w) = pad_to_multiple(x, 32)
         logits = self.net(torch.from_numpy(np.ascontiguousarray(padded))[None].to(self.device))
         return torch.softmax(logits[0, :, :h, :w].float(), dim=0).cpu().numpy()
