@@ -24,7 +24,7 @@ more candidates are tried, ``physics+areas`` and ``baseline+areas`` (forests), w
 
 Run by hand (about 5 minutes on 2 CPU cores once the collections are cached; ``--areas`` adds the
 mask model's build and about 4 minutes of segmentation the first time):
-    .venv/bin/python bench/dev_grading.py [--tmp DIR] [--areas]
+    .venv/bin/python bench/dev_grading.py [--tmp DIR] [--areas] [--embedder layout=field ...]
 """
 
 from __future__ import annotations
@@ -94,15 +94,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=320, help="micrographs simulated per family (4 sessions)")
     p.add_argument("--tmp", default=None, help="scratch folder (kept and reused between runs)")
     p.add_argument("--areas", action="store_true", help="also try the mask model's area fractions as inputs")
+    p.add_argument("--embedder", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="embedder settings other than the defaults (EmbedderConfig), e.g. layout=field pixel_size=4")
     args = p.parse_args(argv)
-    from micrograde.models.grading import Embedder, EmbeddingStore
+    from micrograde.models.grading import Embedder, EmbedderConfig, EmbeddingStore
     from micrograde.models.grading.features import load_features
 
     started = time.perf_counter()
     root = Path(args.tmp or Path(tempfile.gettempdir()) / "mg-dev-grading")
     data = {f: prepare_family(root, f, args.n, seed=DEV_SEEDS[f]) for f in ("a", "b")}
     keys = [k for f in ("a", "b") for k in data[f]["cache_key"]]
-    features = load_features(keys, root / "cache", embeddings=EmbeddingStore(root / "cache", Embedder()))
+    features = load_features(keys, root / "cache", embeddings=EmbeddingStore(root / "cache", Embedder(EmbedderConfig(
+        **dict(item.split("=", 1) for item in args.embedder)))))
     positions = {k: i for i, k in enumerate(keys)}
     extra = {}
     if args.areas:

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from micrograde.pipeline.signal.profile import PROFILE_EDGES, profile_names, spectrum_profile
-from micrograde.pipeline.signal.views import crop_positions, dihedral, image_views, resample_view, spectrum_views
+from micrograde.pipeline.signal.views import (
+    MIN_FIELD,
+    crop_positions,
+    dihedral,
+    field_views,
+    image_views,
+    resample_view,
+    spectrum_views,
+)
 
 
 def _radial(pixel_size: float, tile: int = 256, peak: float | None = None):
@@ -75,3 +83,21 @@ def test_resample_and_spectrum_views_shapes():
     assert resample_view(v, 16.0, 8.0).shape == (200, 160)
     s = spectrum_views(np.random.default_rng(1).normal(size=(256, 256)), 128, 2)
     assert s.shape == (2, 128, 128) and np.allclose(s[1], s[0].T)
+
+
+def test_field_views_show_the_whole_field_at_the_target_scale_in_few_orientations():
+    rng = np.random.default_rng(0)
+    view = rng.standard_normal((300, 400)).astype(np.float32)  # 4 A/px: 1200 x 1600 A
+    out = field_views(view, 4.0, target=8.0, min_pixels=30_000)
+    assert out.shape == (1, 150, 200)  # the whole field at 8 A/px; 30,000 pixels are enough
+    assert np.isclose(out[0].mean(), view.mean(), atol=1e-4)  # a Fourier crop keeps the mean
+    out = field_views(view, 4.0, target=8.0, min_pixels=60_000)  # two fields' worth: a flip is added
+    assert out.shape == (2, 150, 200) and np.allclose(out[1], out[0][::-1])
+    assert field_views(view, 4.0, target=8.0, min_pixels=10**9).shape[0] == 4  # at most the four of its shape
+
+
+def test_field_views_never_invent_detail_and_pad_tiny_fields():
+    view = np.random.default_rng(1).standard_normal((20, 50)).astype(np.float32)
+    out = field_views(view, 16.0, target=8.0, min_pixels=1)  # a view coarser than the target keeps its scale
+    assert out.shape == (1, MIN_FIELD, 50)
+    assert np.allclose(out[0, 6:26], view)  # reflect-padded to MIN_FIELD rows, the field untouched

@@ -66,6 +66,9 @@ def _heads(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
 @click.option("--weights", default="default", show_default=True,
               help='"default" (the backbone\'s ImageNet weights) or a weights file; "none" (from scratch) for '
                    "the fine-tuning candidate only.")
+@click.option("--embed-views", type=click.Choice(["field", "crops"]), default="field", show_default=True,
+              help="What the frozen backbone sees of each micrograph at 8 A/px: the whole field, or up to 8 crops "
+                   "of 512 A on a grid (the layout before the field).")
 @click.option("--group-by", default="session", show_default=True,
               help="Catalogue column the cross-validation folds keep whole (session, grid_maker...).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -85,8 +88,8 @@ def _heads(_ctx, _param, value: str | None) -> tuple[str, ...] | None:
 @click.option("--list-backbones", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, _p, v: _list_backbones(ctx) if v else None,
               help="List the registered backbones and exit.")
-def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed, epochs, balance, layout, batch_size,
-              no_augment, nproc, exclude_disputed, thresholds):
+def train_cmd(workspace, db, heads, finetune, backbone, weights, embed_views, group_by, seed, epochs, balance, layout,
+              batch_size, no_augment, nproc, exclude_disputed, thresholds):
     """Train a grader on the consensus labels and save it with its model card.
 
     Every candidate head (a baseline on the power-spectrum profile and scores; forests on every
@@ -118,7 +121,8 @@ def train_cmd(workspace, db, heads, finetune, backbone, weights, group_by, seed,
             **({"heads": heads} if heads else {}),
             finetune=finetune,
             embedder=EmbedderConfig(backbone=backbone or DEFAULT_BACKBONE,
-                                    weights="default" if weights == "none" else weights, batch_size=batch_size),
+                                    weights="default" if weights == "none" else weights, batch_size=batch_size,
+                                    layout=embed_views),
             group_by=group_by,
             recipe=TrainConfig(**recipe),
             augment=AugmentConfig(enabled=not no_augment, seed=seed),

@@ -171,7 +171,7 @@ class Grader:
         if not needs_embedding([self.head]):
             return None
         if self._embedder is None:
-            self._embedder = Embedder(EmbedderConfig(**self.card["input"]["embedder"]), device=self.device)
+            self._embedder = Embedder(EmbedderConfig.from_card(self.card["input"]["embedder"]), device=self.device)
             expected = self.card["input"].get("embedder_id")
             if expected and self._embedder.id != expected:
                 raise GraderFileError(f"model {self.model_id} was trained on embedder {expected}, but these "

@@ -20,7 +20,7 @@ import numpy as np
 
 from micrograde.pipeline.signal.fourier import fourier_crop
 
-__all__ = ["dihedral", "resample_view", "crop_positions", "image_views", "spectrum_views"]
+__all__ = ["dihedral", "resample_view", "crop_positions", "image_views", "field_views", "spectrum_views", "MIN_FIELD"]
 
 
 def dihedral(a: np.ndarray, k: int) -> np.ndarray:
@@ -88,6 +88,21 @@ def image_views(view: np.ndarray, pixel_size: float, *, target: float, crop: int
         tiles = [cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC) for tile in tiles]
     n = max(len(tiles), min_views)
     return np.stack([dihedral(tiles[i % len(tiles)], i % 8) for i in range(n)]).astype(np.float32)
+
+
+#: the smallest field side a network input may have (five halvings leave one feature)
+MIN_FIELD = 32
+
+
+def field_views(view: np.ndarray, pixel_size: float, *, target: float, min_pixels: int) -> np.ndarray:
+    """(n, h, w) float32: the whole field ``view`` at ``target`` A/px (never finer than the view
+    itself: a field too large for the cached view keeps the view's pixel size), in ``n`` of the
+    shape-preserving symmetries (identity, up-down flip, left-right flip, half turn): as few as
+    make ``n * h * w >= min_pixels`` (at most 4). A side below :data:`MIN_FIELD` is reflect-padded."""
+    a = resample_view(view, pixel_size, max(target, pixel_size))
+    a = _pad_to(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), MIN_FIELD)
+    n = int(min(4, max(1, math.ceil(min_pixels / a.size))))
+    return np.stack([a, a[::-1], a[:, ::-1], a[::-1, ::-1]][:n]).astype(np.float32)
 
 
 def spectrum_views(spectrum: np.ndarray, size: int, n: int) -> np.ndarray:
