@@ -26,6 +26,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from micrograde.pipeline.catalogue.migrate import upgrade_catalogue
+from micrograde.pipeline.io.locks import file_lock
 
 __all__ = ["Workspace", "WorkspaceError", "new_run_id"]
 
@@ -43,9 +44,21 @@ def new_run_id(prefix: str = "") -> str:
     return f"{prefix}{stamp}-{secrets.token_hex(3)}"
 
 
+def _ensure_wal(engine: Engine, lock_path: Path) -> None:
+    """Put a SQLite catalogue in WAL mode (readers never block the writer; the mode is kept in the
+    file), switching it under ``lock_path`` when it is not in WAL mode yet."""
+    with engine.connect() as conn:
+        if str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal":
+            return
+    with file_lock(lock_path), engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # no journal_mode here: switching a database to WAL is done once, under the migration lock
+    # (_ensure_wal); several first connections switching it at once got "database is locked" at once,
+    # without waiting for the busy timeout
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -77,6 +90,7 @@ class Workspace:
             if url.startswith("sqlite"):
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
+                _ensure_wal(engine, root / MIGRATION_LOCK)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
             upgrade_catalogue(engine, root / MIGRATION_LOCK)  # creates or upgrades the tables
