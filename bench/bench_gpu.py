@@ -106,13 +106,11 @@ def step_grader(res: dict, root: Path, table, device: str) -> None:
 
 def step_network(res: dict, root: Path, table, device: str) -> None:
     from micrograde.models.grading import GraderConfig
+    from micrograde.models.grading.finetune import finetune_run_config
     from micrograde.models.infer import Predictor
-    from micrograde.models.training.run import TrainRunConfig, train_model
-    from micrograde.pipeline.data.splits import SplitConfig
+    from micrograde.models.training.run import train_model
 
-    g = GraderConfig()
-    cfg = TrainRunConfig(train=g.recipe, augment=g.augment, layout=g.layout, preprocess=g.preprocess,
-                         split=SplitConfig(group_by="session", test_fraction=0.0, seed=0))
+    cfg = finetune_run_config(GraderConfig())
     out = root / "models" / f"net-{int(time.time())}"
     _, secs = _timed(train_model, table, root / "cache", out, cfg, model_id=out.name, progress=True)
     predictor = Predictor(out, device=device)
@@ -131,7 +129,7 @@ def step_network(res: dict, root: Path, table, device: str) -> None:
 def step_masks(res: dict, mask_dir: Path, repeats: int, device: str) -> None:
     import torch
 
-    from micrograde.models.segmentation.inputs import mask_inputs, pad_to_multiple
+    from micrograde.models.segmentation.inputs import mask_inputs
     from micrograde.models.segmentation.store import load_mask_model
     from micrograde.models.training.loop import autocast
 
@@ -154,15 +152,7 @@ def step_masks(res: dict, mask_dir: Path, repeats: int, device: str) -> None:
             return gpu.probabilities(x)
 
     bf16, bf16_s = passes(amp_pass)
-    padded, (h, w) = pad_to_multiple(x, 32)
-    batch = torch.from_numpy(np.ascontiguousarray(padded))[None]
-
-    @torch.inference_mode()
-    def fp32_pass():
-        logits = gpu.net(batch.to(device))
-        return torch.softmax(logits[0, :, :h, :w].float(), dim=0).cpu().numpy()
-
-    p32, fp32_s = passes(fp32_pass)
+    p32, fp32_s = passes(lambda: gpu.probabilities(x))  # the product's path: fp32
     cpu = load_mask_model(mask_dir, device="cpu")
     cpu_p, cpu_s = _timed(cpu.probabilities, x)
     _, full_s = _timed(gpu.predict, image, px)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -123,9 +124,9 @@ class IngestConfig(FrozenModel):
                            "with the micrographs they name")
 
 
-def config_digest(model: BaseModel) -> str:
-    """A short, stable digest of a configuration (sorted JSON, sha256)."""
-    return _digest_of(model.model_dump(mode="json"))
+def config_digest(model: BaseModel | Mapping[str, Any]) -> str:
+    """A short, stable digest of a configuration, or of the JSON values of one (sorted JSON, sha256)."""
+    return _digest_of(dict(model) if isinstance(model, Mapping) else model.model_dump(mode="json"))
 
 
 def _digest_of(values: dict) -> str:

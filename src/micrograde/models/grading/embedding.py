@@ -27,9 +27,7 @@ one ``.npy`` per cache key, written atomically; safe to delete, recomputed on de
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +38,7 @@ from pydantic import Field
 
 from micrograde.models.backbones.registry import DEFAULT_BACKBONE, create_model
 from micrograde.pipeline.catalogue.cache import load_entry
-from micrograde.pipeline.config import FrozenModel
+from micrograde.pipeline.config import FrozenModel, config_digest
 from micrograde.pipeline.io.atomic import atomic_write_bytes
 from micrograde.pipeline.io.digest import digest_of
 from micrograde.pipeline.signal.views import field_views, image_views, spectrum_views
@@ -78,7 +76,7 @@ class EmbedderConfig(FrozenModel):
         values = self.model_dump(mode="json") | {"batch_size": 1}
         if self.layout == "crops":
             values.pop("layout")
-        return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+        return config_digest(values)
 
 
 class Embedder:

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["NETWORK_DIR", "finetune_available", "finetune_oof", "finetune_refit", "network_probs"]
+__all__ = ["NETWORK_DIR", "finetune_available", "finetune_run_config", "finetune_oof", "finetune_refit",
+           "network_probs"]
 
 NETWORK_DIR = "network"
 
@@ -38,7 +39,9 @@ def finetune_available(mode: str) -> str | None:
             "use --finetune cv to evaluate it anyway")
 
 
-def _run_config(cfg):
+def finetune_run_config(cfg):
+    """The fine-tuning recipe's run configuration of a grader configuration (no test split: the
+    folds hold out)."""
     from micrograde.models.training.run import TrainRunConfig
     from micrograde.pipeline.data.splits import SplitConfig
 
@@ -52,11 +55,11 @@ def _fit(table: pd.DataFrame, cache_dir: Path, out: Path, cfg, name: str, progre
     if cfg.nproc <= 1:
         from micrograde.models.training.run import train_model
 
-        train_model(table, cache_dir, out, _run_config(cfg), model_id=name, progress=progress, log=log)
+        train_model(table, cache_dir, out, finetune_run_config(cfg), model_id=name, progress=progress, log=log)
         return out
     from micrograde.models.training.ddp_entry import run_torchrun
 
-    run_torchrun(table, cache_dir, out, _run_config(cfg), name, cfg.nproc)
+    run_torchrun(table, cache_dir, out, finetune_run_config(cfg), name, cfg.nproc)
     return out
 
 
