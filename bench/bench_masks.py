@@ -5,7 +5,10 @@ number of simulated micrographs) on the default sessions of both families EXCEPT
 of each family, which are held out. It is then tested on ``--n-test`` micrographs of each held-out
 session (fresh seeds), at full resolution (prediction brought back to the micrograph's grid,
 against the simulator's ground truth), per family. ``--cross`` also trains on family a only (all
-its sessions) and tests on every family-b session (the other rendering family). IoU is pooled over
+its sessions) and tests on every family-b session (the other rendering family). ``--regions`` also
+tests the held-out model on micrographs of the same sessions drawn region by region (one natural
+draw, then carbon, contamination, crystalline ice and vacuum in turn), since natural draws hold
+almost no vacuum (none at all in family a's held-out session). IoU is pooled over
 the test micrographs (one confusion matrix per family); a class absent from truth and prediction
 is "n/a".
 
@@ -15,7 +18,7 @@ map at full resolution), the network, and the return to full resolution; median 
 Torch threads: each of ``--threads`` (default 1 and 2); the IoU evaluation uses 1.
 
 Run by hand (never in the test suite):
-    nice .venv/bin/python bench/bench_masks.py --n-test 12 --cross
+    nice .venv/bin/python bench/bench_masks.py --n-test 12 --cross --regions
     nice .venv/bin/python bench/bench_masks.py --quick       # smoke run: tiny training, 2 tests each
 Writes bench/results/masks.json and prints Markdown tables for bench/README.md.
 """
@@ -52,19 +55,30 @@ def _train(folder: Path, sessions, cfg, n: int, label: str) -> dict:
     from micrograde.models.segmentation.train import simulated_examples
 
     t0 = time.perf_counter()
-    examples = list(simulated_examples(n, seed=cfg.seed, family="both", cfg=cfg.input, sessions=sessions))
+    examples = list(simulated_examples(n, seed=cfg.seed, family="both", cfg=cfg.input, sessions=sessions,
+                                       balance_regions=cfg.balance_regions))
     t1 = time.perf_counter()
     build_mask_model(folder, cfg, examples, data_source=label, progress=True)
     return {"simulate_and_inputs_s": round(t1 - t0, 1), "train_s": round(time.perf_counter() - t1, 1)}
 
 
-def _evaluate(model, sessions, n_test: int, seed: int) -> dict:
+def _render_region(session, seed: int, i: int):
+    from micrograde.models.segmentation.train import REGION_CYCLE
+    from micrograde.pipeline.sim.families import get_family, sample_with_region
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
+    r = get_family(session.family).render(sample_with_region(rng, session, REGION_CYCLE[i % len(REGION_CYCLE)]),
+                                          session, rng)
+    return r.image, r.mask
+
+
+def _evaluate(model, sessions, n_test: int, seed: int, regions: bool = False) -> dict:
     from micrograde.models.segmentation.metrics import class_iou, confusion
 
     conf = 0
     for s in sessions:
         for i in range(n_test):
-            image, mask = _render(s, seed, i)
+            image, mask = (_render_region if regions else _render)(s, seed, i)
             conf = conf + confusion(model.predict(image, s.pixel_size), mask)
     return {"iou": class_iou(conf), "confusion": np.asarray(conf).tolist(),
             "sessions": [s.name for s in sessions], "n": n_test * len(sessions)}
@@ -112,6 +126,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads for prediction (each timed)")
     ap.add_argument("--cross", action="store_true", help="also train on family a only and test on family b")
+    ap.add_argument("--regions", action="store_true",
+                    help="also test on micrographs drawn region by region (REGION_CYCLE), so every class has pixels")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tmp", default=None)
     args = ap.parse_args()
@@ -147,6 +163,12 @@ def main() -> None:
                 evals,
             )
         )
+        if args.regions:
+            evals_r = {f"family {f}, held-out session {s.name}, region draws": _evaluate(model, [s], n_test,
+                                                                                       args.seed_test, True)
+                       for f, s in held.items()}
+            res["held_out"]["eval_regions"] = evals_r
+            print("\n" + _table("The same model on region draws (each defect class in turn)", evals_r))
         res["timing_k3"] = []
         for threads in args.threads:
             torch.set_num_threads(threads)

@@ -83,7 +83,7 @@ def train_cmd(workspace, model_id, masks_csv, base, n_sim, family, steps, seed):
         source = f"masks: {masks_csv} ({len(pairs)} micrographs)"
     else:
         n = n_sim or DEFAULT_SIM_COUNT
-        examples = simulated_examples(n, seed=seed, family=family, cfg=cfg.input)
+        examples = simulated_examples(n, seed=seed, family=family, cfg=cfg.input, balance_regions=cfg.balance_regions)
         source = f"simulated: {n} micrographs, family {family}, seed {seed}"
     build_mask_model(folder, cfg, examples, base=base_dir, data_source=source, progress=True)
     click.echo(str(folder))

@@ -83,7 +83,8 @@ def ensure_default_mask_model(root: str | os.PathLike, *, progress: bool = False
     with file_lock(folder.parent / ".default.lock"):
         if not (folder / "card.json").is_file():
             cfg = cfg or MaskTrainConfig()
-            examples = simulated_examples(n, seed=cfg.seed, family=DEFAULT_SIM_FAMILY, cfg=cfg.input)
+            examples = simulated_examples(n, seed=cfg.seed, family=DEFAULT_SIM_FAMILY, cfg=cfg.input,
+                                          balance_regions=cfg.balance_regions)
             build_mask_model(folder, cfg, examples, progress=progress,
                              data_source=f"simulated: {n} micrographs, family {DEFAULT_SIM_FAMILY}, seed {cfg.seed}")
     return load_mask_model(folder, pixel_size=(cfg or MaskTrainConfig()).input.pixel_size)

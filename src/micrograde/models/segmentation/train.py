@@ -24,10 +24,11 @@ from micrograde import __version__
 from micrograde.models.segmentation.inputs import IGNORE_INDEX, MaskInputConfig, mask_inputs, mask_to_view
 from micrograde.models.segmentation.network import build_unet
 from micrograde.pipeline.config import FrozenModel
-from micrograde.pipeline.masks import MASK_CLASSES
+from micrograde.pipeline.masks import DEFECT_CLASSES, MASK_CLASSES, USABLE
 from micrograde.pipeline.signal.views import dihedral
 
-__all__ = ["MaskTrainConfig", "MaskExample", "prepare_example", "simulated_examples", "train_mask_model"]
+__all__ = ["MaskTrainConfig", "MaskExample", "REGION_CYCLE", "prepare_example", "simulated_examples", "crop_origin",
+           "train_mask_model"]
 
 
 class MaskTrainConfig(FrozenModel):
@@ -40,6 +41,12 @@ class MaskTrainConfig(FrozenModel):
     lr: float = Field(2e-3, gt=0)
     pretrained: bool = True
     threads: int = Field(1, ge=1, description="torch CPU threads while training")
+    balance_regions: bool = Field(True, description="simulated training micrographs: each defect class "
+                                  "(carbon, contamination, crystalline, empty) is drawn to be present in an "
+                                  "equal share of them, one in five drawn naturally")
+    focus_crops: float = Field(0.5, ge=0, le=1, description="share of training crops centred on a pixel of a "
+                               "defect class present in the example (the class drawn uniformly), the rest "
+                               "placed uniformly")
     input: MaskInputConfig = MaskInputConfig()
 
 
@@ -67,12 +74,20 @@ def prepare_example(image: np.ndarray, pixel_size: float, mask: np.ndarray, cfg:
     return MaskExample(x, mask_to_view(mask, x.shape[1:]), name, h.hexdigest())
 
 
+#: the region each simulated training micrograph is drawn to show, in turn (None: a natural draw)
+REGION_CYCLE: tuple[str | None, ...] = (None, *DEFECT_CLASSES)
+
+
 def simulated_examples(n: int, *, seed: int, family: str, cfg: MaskInputConfig,
-                       sessions: Sequence | None = None) -> Iterator[MaskExample]:
+                       sessions: Sequence | None = None, balance_regions: bool = False) -> Iterator[MaskExample]:
     """``n`` simulated micrographs with their ground-truth masks, rendered in memory over the default
-    sessions of ``family`` (``a``, ``b`` or ``both``) or the given ``sessions``, labels cycling
-    good/medium/bad."""
-    from micrograde.pipeline.sim.families import family_sessions, get_family
+    sessions of ``family`` (``a``, ``b`` or ``both``) or the given ``sessions``.
+
+    Without ``balance_regions`` the labels cycle bad/medium/good, and the rare regions (vacuum, carbon)
+    appear in few micrographs; with it the micrographs show in turn each entry of
+    :data:`REGION_CYCLE` (:func:`~micrograde.pipeline.sim.families.sample_with_region`).
+    """
+    from micrograde.pipeline.sim.families import family_sessions, get_family, sample_with_region
 
     sessions = tuple(sessions) if sessions is not None else family_sessions(family)
     targets = ("bad", "medium", "good")
@@ -80,7 +95,10 @@ def simulated_examples(n: int, *, seed: int, family: str, cfg: MaskInputConfig,
         session = sessions[i % len(sessions)]
         fam = get_family(session.family)
         rng = np.random.default_rng(child)
-        params = fam.sample(rng, session, targets[(i // len(sessions)) % len(targets)])
+        if balance_regions:
+            params = sample_with_region(rng, session, REGION_CYCLE[i % len(REGION_CYCLE)])
+        else:
+            params = fam.sample(rng, session, targets[(i // len(sessions)) % len(targets)])
         rendered = fam.render(params, session, rng)
         yield prepare_example(rendered.image, session.pixel_size, rendered.mask, cfg, name=f"{session.name}#{i}")
 
@@ -94,13 +112,29 @@ def _pad_crop(a: np.ndarray, crop: int, fill: float) -> np.ndarray:
     return np.pad(a, pad, mode="constant", constant_values=fill)
 
 
+def crop_origin(y: np.ndarray, crop: int, rng: np.random.Generator, focus: float) -> tuple[int, int]:
+    """Top-left corner of a ``crop``-sized window of the label map ``y`` (at least ``crop`` each side).
+
+    With probability ``focus`` the window is centred (as far as the edges allow) on a random pixel of
+    a defect class present in ``y``, the class drawn uniformly among those present; otherwise, or
+    when only usable pixels are present, it is placed uniformly.
+    """
+    hi_y, hi_x = y.shape[0] - crop, y.shape[1] - crop
+    if focus > 0 and rng.random() < focus:
+        present = [c.code for c in MASK_CLASSES if c.code != USABLE and np.any(y == c.code)]
+        if present:
+            idx = np.flatnonzero(y == present[int(rng.integers(0, len(present)))])
+            cy, cx = divmod(int(idx[int(rng.integers(0, idx.size))]), y.shape[1])
+            return int(np.clip(cy - crop // 2, 0, hi_y)), int(np.clip(cx - crop // 2, 0, hi_x))
+    return int(rng.integers(0, hi_y + 1)), int(rng.integers(0, hi_x + 1))
+
+
 def _batch(examples: Sequence[MaskExample], rng: np.random.Generator, cfg: MaskTrainConfig):
     xs, ys = [], []
     for k in rng.integers(0, len(examples), cfg.batch_size):
         ex = examples[int(k)]
         x, y = _pad_crop(ex.x, cfg.crop, 0.0), _pad_crop(ex.y, cfg.crop, IGNORE_INDEX)
-        y0 = int(rng.integers(0, y.shape[0] - cfg.crop + 1))
-        x0 = int(rng.integers(0, y.shape[1] - cfg.crop + 1))
+        y0, x0 = crop_origin(y, cfg.crop, rng, cfg.focus_crops)
         sym = int(rng.integers(0, 8))
         xs.append(np.stack([dihedral(c[y0 : y0 + cfg.crop, x0 : x0 + cfg.crop], sym) for c in x]))
         ys.append(dihedral(y[y0 : y0 + cfg.crop, x0 : x0 + cfg.crop], sym))

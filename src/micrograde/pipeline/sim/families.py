@@ -25,7 +25,8 @@ from micrograde.pipeline.sim.model import (
 from micrograde.pipeline.sim.physics import render_micrograph
 from micrograde.pipeline.sim.rules import RULES, Rule, label_for, sample_params
 
-__all__ = ["Family", "FAMILIES", "FAMILY_CHOICES", "get_family", "family_sessions", "render", "simulate_micrograph"]
+__all__ = ["Family", "FAMILIES", "FAMILY_CHOICES", "get_family", "family_sessions", "render", "simulate_micrograph",
+           "sample_with_region"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,19 @@ class Family:
     label: Callable[[Any], tuple[str, tuple[str, ...]]]  # params -> (label, reasons)
     columns: tuple[str, ...]  # its parameter columns in truth.csv
     row: Callable[[Any], dict[str, object]]  # params -> those columns' values
+    regions: Callable[[Any], dict[str, float]]  # params -> intended area fraction of each masked defect class
+
+
+def a_regions(params: SimParams) -> dict[str, float]:
+    """Family a's intended area fractions of the mask's defect classes (``DEFECT_CLASSES``)."""
+    return {"carbon": params.carbon_fraction, "contamination": params.contamination,
+            "crystalline": params.crystalline_fraction, "empty": params.vacuum_fraction}
+
+
+def b_regions(params: FamilyBParams) -> dict[str, float]:
+    """Family b's intended area fractions of the mask's defect classes (``DEFECT_CLASSES``)."""
+    return {"carbon": params.carbon_area, "contamination": params.contamination_area,
+            "crystalline": params.crystalline_area, "empty": params.vacuum_area}
 
 
 def b_row(params: FamilyBParams) -> dict[str, object]:
@@ -61,6 +75,7 @@ FAMILIES: dict[str, Family] = {
         label=label_for,
         columns=SimParams.field_names(),
         row=params_to_row,
+        regions=a_regions,
     ),
     "b": Family(
         name="b",
@@ -74,6 +89,7 @@ FAMILIES: dict[str, Family] = {
         label=label_b,
         columns=(*FamilyBParams.field_names(), "transmission"),
         row=b_row,
+        regions=b_regions,
     ),
 }
 if tuple(FAMILIES) != FAMILY_NAMES:  # pragma: no cover - a new family is registered in both places
@@ -111,3 +127,30 @@ def render(params: object, session: SimSession, rng: np.random.Generator) -> Ren
 def simulate_micrograph(params: object, session: SimSession, rng: np.random.Generator) -> np.ndarray:
     """Render one micrograph (the image only) with the family of ``session``."""
     return render(params, session, rng).image
+
+
+def sample_with_region(rng: np.random.Generator, session: SimSession, region: str | None, *,
+                       min_area: float = 0.02, max_draws: int = 400) -> object:
+    """Parameters of one micrograph of ``session`` in which the mask class ``region`` (a defect class:
+    carbon, contamination, crystalline, empty) covers at least ``min_area`` of the field.
+
+    Parameters are drawn (cheaply, nothing is rendered) with target labels bad and medium in turn
+    until one qualifies; after ``max_draws`` the draw with the largest area is returned. ``None``
+    draws one micrograph with the natural label frequencies. Mask training uses it to see every
+    class often, however rare the class is among the natural draws.
+    """
+    family = get_family(session.family)
+    if region is None:
+        return family.sample(rng, session, None)
+    best, best_area = None, -1.0
+    for k in range(max_draws):
+        params = family.sample(rng, session, ("bad", "medium")[k % 2])
+        area = family.regions(params).get(region)
+        if area is None:
+            raise ValueError(f"unknown mask region {region!r}; family {family.name} draws "
+                             f"{tuple(family.regions(params))}")
+        if area >= min_area:
+            return params
+        if area > best_area:
+            best, best_area = params, area
+    return best
