@@ -12,6 +12,7 @@ from helpers_grading import cached_collection
 
 from micrograde.models.grading import Grader, GraderConfig, make_folds, train_grader
 from micrograde.models.grading.grader import read_training_rows
+from micrograde.models.grading.protocol import choose, selection_oof, summarise
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics
 from micrograde.pipeline.sim.model import DEFAULT_SESSIONS
@@ -102,6 +103,9 @@ def test_card_shows_out_of_fold_figures_and_ships_a_model_fitted_on_every_label(
     assert finetune["skipped"] and finetune["macro_f1"] is None  # no GPU here, and it says so
     assert card["kind"] == "grader" and card["command_line"] == "pytest"
     assert outcome.metrics["macro_f1"] == ev["oof"]["macro_f1"]
+    # the estimate repeats the choice inside each fold; the chosen head's own figures are kept beside it
+    assert len(ev["fold_choices"]) == ev["n_folds"] and set(ev["fold_choices"]) <= set(names)
+    assert ev["chosen_oof"]["macro_f1"] == pytest.approx(chosen["macro_f1"], abs=0.02)  # temperature only
 
 
 @pytest.mark.slow
@@ -224,3 +228,59 @@ def test_ctf_estimates_reach_the_heads_inputs_with_missing_values_tolerated(coll
     again, n2 = predict_cached(grader, out / "cache", list(held["cache_key"]), extra=held.assign(ctf_resolution_A=3.0))
     other, n3 = predict_cached(grader, out / "cache", list(held["cache_key"]), extra=held.assign(ctf_resolution_A=9.0))
     assert (n1, n2, n3) == (0, len(held), 0) and np.allclose(first, again)
+
+
+def _probs(pred: np.ndarray, confidence: float = 0.8) -> np.ndarray:
+    p = np.full((len(pred), len(LABELS)), (1 - confidence) / (len(LABELS) - 1))
+    p[np.arange(len(pred)), pred] = confidence
+    return p
+
+
+def test_the_estimate_never_grades_a_fold_with_a_head_chosen_on_that_fold():
+    groups = np.repeat(["s1", "s2", "s3", "s4"], 30)
+    y = np.arange(120) % 3
+    folds = make_folds(groups, y)
+    rng = np.random.default_rng(0)
+    lucky = rng.integers(0, 3, 120)
+    lucky[groups == "s1"] = y[groups == "s1"]  # perfect on s1 only, chance elsewhere
+    steady = np.where(rng.random(120) < 0.7, y, (y + 1) % 3)  # right 70 % of the time everywhere
+    oof = {"baseline": _probs(steady), "physics": _probs(lucky)}
+    probs, picks = selection_oof(y, oof, folds, calibrate=False)
+    s1 = [i for i, (_tr, te) in enumerate(folds.splits) if groups[te[0]] == "s1"][0]
+    assert picks[s1] == "baseline"  # physics' perfect s1 predictions played no part in choosing for s1
+    rows = groups == "s1"
+    np.testing.assert_array_equal(probs[rows], oof["baseline"][rows])
+    assert not np.isnan(probs).any()
+    # with one candidate the estimate is that candidate's own out-of-fold predictions
+    alone, picks = selection_oof(y, {"baseline": oof["baseline"]}, folds, calibrate=False)
+    np.testing.assert_array_equal(alone, oof["baseline"])
+    assert picks == ["baseline"] * len(folds)
+
+
+def test_the_estimate_is_calibrated_with_a_temperature_fitted_outside_the_fold():
+    groups = np.repeat(["s1", "s2", "s3"], 40)
+    y = np.arange(120) % 3
+    folds = make_folds(groups, y)
+    over = _probs(np.where(np.arange(120) % 4 == 0, (y + 1) % 3, y), confidence=0.99)  # 75 % right, 99 % sure
+    probs, _ = selection_oof(y, {"baseline": over}, folds)
+    assert probs.max() < 0.99 and np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs.argmax(axis=1) == over.argmax(axis=1)).all()  # a temperature never changes the grade
+
+
+def test_the_robust_choice_keeps_the_blend_unless_another_head_beats_it_beyond_the_noise():
+    from micrograde.models.grading.protocol import choose_robust
+
+    y = np.arange(90) % 3
+    wrong = (y + 1) % 3
+    blend = _probs(np.where(np.arange(90) < 63, y, wrong))  # right on the first 63
+    close = _probs(np.where(np.arange(90) >= 25, y, wrong))  # right on the last 65: two more, elsewhere
+    assert choose({"blend": summarise(y, blend), "physics": summarise(y, close)}) == "physics"
+    kept = choose_robust(y, {"blend": blend, "physics": close})
+    assert kept.head == "blend" and kept.best == "physics" and 0 < kept.gap < kept.noise
+    assert "blend ships: physics led it by" in kept.note
+    perfect = choose_robust(y, {"blend": blend, "physics": _probs(y)})
+    assert perfect.head == "physics" and perfect.note is None  # far beyond the noise
+    assert choose_robust(y, {"baseline": blend, "physics": close}).head == "physics"  # no blend: the plain choice
+    # never below the baseline: a blend within the noise of the best but under the baseline does not ship
+    under = choose_robust(y, {"baseline": close, "blend": blend, "physics": close})
+    assert under.head == "baseline"

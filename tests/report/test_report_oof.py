@@ -269,3 +269,15 @@ def test_a_malformed_block_still_renders():
     assert "The card's out-of-fold confusion matrix is missing or does not match its classes." in page.notes
     assert page.tables["candidates"][1][2:7] == ["n/a"] * 5
     assert "The card lists no per-session figures." in page.notes
+
+
+def test_a_card_whose_estimate_repeats_the_choice_per_fold_shows_both_figures():
+    ev = copy.deepcopy(EVALUATION)
+    ev["fold_choices"] = ["combined", "physics", "combined"]
+    ev["chosen_oof"] = {**ev["oof"], "macro_f1": 0.934}
+    page = _section(make_card(evaluation=ev))
+    facts = dict(page.tables["kv"][:10])
+    assert facts["heads chosen inside the folds"] == "combined, physics, combined"
+    assert facts["the chosen head's own out-of-fold macro-F1 (optimistic: it was chosen on it)"] == "0.934"
+    assert dict(page.tables["kv"][10:])["macro-F1"] == "0.903"  # the estimate shown is the procedure's
+    assert any("the head chosen inside each fold; shipped: combined" in t for t in page.text)

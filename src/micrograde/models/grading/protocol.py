@@ -12,9 +12,18 @@ Folds (:func:`make_folds`):
 Every candidate head (:mod:`.heads`) is fitted in every fold; its out-of-fold (OOF) probabilities
 are pooled over the folds and summarised (:func:`summarise`): macro-F1, accuracy, per-class recall
 and precision, the confusion matrix, expected calibration error, log-loss, per session. The head
-with the best OOF macro-F1 is chosen (:func:`choose`; ties go to the simpler head). The choice, the
-temperature and every figure come from OOF predictions only; the shipped head is then refitted on
-every label.
+with the best OOF macro-F1 (:func:`choose`; ties go to the simpler head) is chosen only if it beats
+the ``blend`` by more than the noise, one bootstrap standard error of the paired difference
+(:func:`choose_robust`); otherwise the blend ships. The choice, the temperature and every figure come
+from OOF predictions only; the shipped head is then refitted on every label.
+
+The chosen head's own OOF figures are optimistic: it was chosen because they were the best of
+several, and with few labels the best of five noisy figures is well above what the choice delivers.
+The estimate shipped as the honest one (:func:`selection_oof`) therefore repeats the choice inside
+each fold: the head and temperature used for a fold's micrographs are chosen from the OOF
+predictions of the OTHER folds only, so no micrograph's figure took part in choosing the head that
+graded it. (Those other folds' predictions came from fits that saw the fold's labels, so the
+correction is the usual cheap approximation of nested cross-validation, not a second full loop.)
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from micrograde.models.grading.heads import HEADS, fit_head
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics, expected_calibration_error
 
-__all__ = ["Folds", "make_folds", "cross_validate", "summarise", "choose", "MAX_FOLDS"]
+__all__ = ["Folds", "Choice", "make_folds", "cross_validate", "summarise", "choose", "choose_robust", "selection_oof",
+           "MAX_FOLDS"]
 
 MAX_FOLDS = 5
 _EPS = 1e-6
@@ -134,3 +144,77 @@ def choose(summaries: dict[str, dict]) -> str:
     order = [*HEADS, "finetune"]
     return min(summaries, key=lambda n: (-round(summaries[n]["macro_f1"] or 0.0, 3), round(summaries[n]["log_loss"], 3),
                                          order.index(n)))
+
+
+def selection_oof(y: np.ndarray, oof: dict[str, np.ndarray], folds: Folds, *,
+                  calibrate: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Out-of-fold probabilities of the whole procedure (choice of head and temperature included), and
+    the head chosen for each fold: for fold k, :func:`choose` and the temperature see only the rows
+    outside fold k (see the module docstring)."""
+    from micrograde.models.calibration import apply_temperature, fit_temperature
+
+    y = np.asarray(y, dtype=np.int64)
+    out = np.full((len(y), len(LABELS)), np.nan)
+    picks: list[str] = []
+    for train, held in folds.splits:
+        head = choose_robust(y[train], {name: p[train] for name, p in oof.items()}).head
+        probs = oof[head][held]
+        if calibrate:
+            log_p = np.log(np.clip(probs, _EPS, 1.0))
+            t = fit_temperature(np.log(np.clip(oof[head][train], _EPS, 1.0)), y[train])
+            probs = apply_temperature(log_p, t)
+        out[held] = probs
+        picks.append(head)
+    return out, picks
+
+
+def _macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int = len(LABELS)) -> float:
+    """Macro-F1 over ``n_classes`` (an absent class with no predictions counts 0), from a confusion count."""
+    cm = np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What :func:`choose_robust` chose: ``head``; the best head by OOF macro-F1 (``best``), its lead over
+    the preferred head (``gap``) and one bootstrap standard error of that lead (``noise``); the last
+    two are None when the best head is the preferred one or there is none."""
+
+    head: str
+    best: str
+    gap: float | None = None
+    noise: float | None = None
+
+    @property
+    def note(self) -> str | None:
+        """A sentence for the training summary when the preferred head was kept over a better-looking one."""
+        if self.head == self.best or self.gap is None:
+            return None
+        return (f"{self.head} ships: {self.best} led it by {self.gap:.3f} out-of-fold macro-F1, within the noise "
+                f"(one bootstrap standard error of the lead: {self.noise:.3f})")
+
+
+def choose_robust(y: np.ndarray, oof: dict[str, np.ndarray], *, prefer: str = "blend", floor: str = "baseline",
+                  n_boot: int = 200, seed: int = 0) -> Choice:
+    """:func:`choose`, but ``prefer`` is kept unless the best head beats it by more than the noise: the
+    best head's OOF macro-F1 must exceed ``prefer``'s by more than one bootstrap standard error of the
+    paired difference (``n_boot`` resamples of the labelled micrographs). ``prefer`` is never kept
+    below ``floor`` (the baseline): a shipped head is never worse than the baseline out of fold."""
+    y = np.asarray(y, dtype=np.int64)
+    summaries = {name: summarise(y, p) for name, p in oof.items()}
+    best = choose(summaries)
+    if prefer not in oof or best == prefer:
+        return Choice(best, best)
+    if floor in summaries and (summaries[prefer]["macro_f1"] or 0.0) < (summaries[floor]["macro_f1"] or 0.0):
+        return Choice(best, best)
+    a, b = oof[best].argmax(axis=1), oof[prefer].argmax(axis=1)
+    gap = _macro_f1(y, a) - _macro_f1(y, b)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(_macro_f1(y[i], a[i]) - _macro_f1(y[i], b[i]))
+    noise = float(np.std(diffs, ddof=1))
+    return Choice(best if gap > noise else prefer, best, gap, noise)

@@ -8,7 +8,10 @@ grouped by session and records the out-of-fold figures in the model card::
                  balanced_accuracy, ece, log_loss, skipped}], oof: {labels, n, macro_f1, accuracy,
                  balanced_accuracy, ece, log_loss, recall, precision, confusion_matrix,
                  per_session: [{session, n, macro_f1, accuracy}]}, baseline_oof, temperature,
-                 warnings}
+                 warnings, fold_choices, chosen_oof (the last two in cards written after 0.2.0)}
+
+``oof`` is the whole procedure's estimate: each fold graded by the head and temperature chosen on
+the other folds (``fold_choices``); ``chosen_oof`` the chosen head's own figures, optimistic.
 
 Any figure may be null (e.g. macro-F1 undefined for a fold without a class): it shows as ``n/a``.
 A card without the block (micrograde < 0.2) gets a note instead.
@@ -124,6 +127,12 @@ def oof_view(card: Mapping | None) -> dict:
         ("baseline head", fmt(evaluation.get("baseline"))),
         ("calibration temperature", fmt(evaluation.get("temperature"))),
     ]
+    if evaluation.get("fold_choices") is not None:  # newer cards: the estimate repeats the choice per fold
+        facts += [
+            ("heads chosen inside the folds", ", ".join(map(str, _list(evaluation.get("fold_choices")))) or NA),
+            ("the chosen head's own out-of-fold macro-F1 (optimistic: it was chosen on it)",
+             fmt(_mapping(evaluation.get("chosen_oof")).get("macro_f1"))),
+        ]
     return {
         "present": True,
         "protocol_note": str(evaluation.get("protocol_note") or f"Protocol: {protocol}."),
@@ -131,6 +140,9 @@ def oof_view(card: Mapping | None) -> dict:
         "metric_names": list(METRIC_NAMES.values()),
         "candidates": _candidates(evaluation),
         "chosen": fmt(evaluation.get("chosen")),
+        "oof_title": (f"The training procedure, out of fold (the head chosen inside each fold; shipped: "
+                      f"{fmt(evaluation.get('chosen'))})" if evaluation.get("fold_choices") is not None
+                      else f"The chosen head ({fmt(evaluation.get('chosen'))}), out of fold"),
         "oof": [("micrographs", fmt(oof.get("n")))] + [(name, fmt(oof.get(k))) for k, name in METRIC_NAMES.items()],
         "labels": labels,
         "confusion": confusion,
