@@ -2,9 +2,10 @@
 
 An example is a micrograph (full resolution, its pixel size) and its label map; it is turned once
 into the network's 2-channel input and the target on the same grid (:mod:`.inputs`). Training draws
-random crops in random symmetries of the square, with cross-entropy plus Dice loss (pixels outside
-the micrograph are ignored), AdamW, a fixed seed and a tqdm bar. ``train_mask_model`` returns the
-trained network and its card; :func:`~.store.save_mask_model` writes them.
+crops (a share of them centred on a defect pixel: :func:`crop_origin`) in random symmetries of the
+square, with cross-entropy plus Dice loss (pixels outside the micrograph are ignored), AdamW, a fixed
+seed and a tqdm bar. ``train_mask_model`` returns the trained network and its card;
+:func:`~.store.save_mask_model` writes them.
 """
 
 from __future__ import annotations
