@@ -50,7 +50,7 @@ def _render(session, seed: int, i: int):
     return r.image, r.mask
 
 
-def _train(folder: Path, sessions, cfg, n: int, label: str) -> dict:
+def train_on(folder: Path, sessions, cfg, n: int, label: str) -> dict:
     from micrograde.models.segmentation.default import build_mask_model
     from micrograde.models.segmentation.train import simulated_examples
 
@@ -72,7 +72,7 @@ def _render_region(session, seed: int, i: int):
     return r.image, r.mask
 
 
-def _evaluate(model, sessions, n_test: int, seed: int, regions: bool = False) -> dict:
+def evaluate_iou(model, sessions, n_test: int, seed: int, regions: bool = False) -> dict:
     from micrograde.models.segmentation.metrics import class_iou, confusion
 
     conf = 0
@@ -149,11 +149,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         held = {"a": a[-1], "b": b[-1]}
         train_sessions = a[:-1] + b[:-1]
-        res["held_out"] = {"train": _train(Path(tmp) / "held", train_sessions, cfg, n_train,
+        res["held_out"] = {"train": train_on(Path(tmp) / "held", train_sessions, cfg, n_train,
                                            f"bench: {n_train} simulated, sessions {[s.name for s in train_sessions]}")}
         torch.set_num_threads(1)
         model = load_mask_model(Path(tmp) / "held")
-        evals = {f"family {f}, held-out session {s.name}": _evaluate(model, [s], n_test, args.seed_test)
+        evals = {f"family {f}, held-out session {s.name}": evaluate_iou(model, [s], n_test, args.seed_test)
                  for f, s in held.items()}
         res["held_out"]["eval"] = evals
         print(
@@ -164,7 +164,7 @@ def main() -> None:
             )
         )
         if args.regions:
-            evals_r = {f"family {f}, held-out session {s.name}, region draws": _evaluate(model, [s], n_test,
+            evals_r = {f"family {f}, held-out session {s.name}, region draws": evaluate_iou(model, [s], n_test,
                                                                                        args.seed_test, True)
                        for f, s in held.items()}
             res["held_out"]["eval_regions"] = evals_r
@@ -176,9 +176,9 @@ def main() -> None:
             print("\nK3 (5760x4092, 0.83 A/px) per micrograph:", json.dumps(res["timing_k3"][-1]))
         torch.set_num_threads(1)
         if args.cross:
-            res["cross"] = {"train": _train(Path(tmp) / "cross", a, cfg, n_train, "bench: family a only")}
+            res["cross"] = {"train": train_on(Path(tmp) / "cross", a, cfg, n_train, "bench: family a only")}
             model = load_mask_model(Path(tmp) / "cross")
-            evals = {"family b (all sessions)": _evaluate(model, b, max(1, n_test // 2), args.seed_test)}
+            evals = {"family b (all sessions)": evaluate_iou(model, b, max(1, n_test // 2), args.seed_test)}
             res["cross"]["eval"] = evals
             print("\n" + _table(f"Trained on family a only ({n_train} micrographs); tested on family b", evals))
     res["seconds"] = round(time.time() - started, 1)

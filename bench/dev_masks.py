@@ -53,13 +53,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from bench_masks import evaluate_iou, train_on  # bench/ is on sys.path
 
-    from micrograde.models.segmentation.default import DEFAULT_SIM_COUNT, build_mask_model
-    from micrograde.models.segmentation.metrics import class_iou, confusion
+    from micrograde.models.segmentation.default import DEFAULT_SIM_COUNT
     from micrograde.models.segmentation.store import load_mask_model
-    from micrograde.models.segmentation.train import REGION_CYCLE, MaskTrainConfig, simulated_examples
+    from micrograde.models.segmentation.train import MaskTrainConfig
     from micrograde.pipeline.masks import DEFECT_CLASSES, MASK_CLASSES
-    from micrograde.pipeline.sim.families import family_sessions, get_family, sample_with_region
+    from micrograde.pipeline.sim.families import family_sessions
 
     updates = dict(item.split("=", 1) for item in args.set)
     cfg = MaskTrainConfig(**{k: _value(v) for k, v in updates.items()})
@@ -69,19 +69,9 @@ def main() -> None:
     started = time.time()
     torch.set_num_threads(cfg.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        examples = list(simulated_examples(n_train, seed=cfg.seed, family="both", cfg=cfg.input, sessions=train,
-                                           balance_regions=cfg.balance_regions))
-        build_mask_model(Path(tmp) / "m", cfg, examples, data_source="dev_masks", progress=True)
+        train_on(Path(tmp) / "m", train, cfg, n_train, "dev_masks")
         model = load_mask_model(Path(tmp) / "m")
-        rows = {}
-        for s in held:
-            conf = 0
-            fam = get_family(s.family)
-            for i in range(args.n_test):
-                rng = np.random.default_rng(np.random.SeedSequence([args.seed_test, i]))
-                r = fam.render(sample_with_region(rng, s, REGION_CYCLE[i % len(REGION_CYCLE)]), s, rng)
-                conf = conf + confusion(model.predict(r.image, s.pixel_size), r.mask)
-            rows[s.name] = class_iou(conf)
+        rows = {s.name: evaluate_iou(model, [s], args.n_test, args.seed_test, regions=True)["iou"] for s in held}
     names = [c.name for c in MASK_CLASSES]
     tag = ",".join(args.set) or "defaults"
     print(f"\n**{tag}** (n_train {n_train}, {cfg.steps} steps)\n")
