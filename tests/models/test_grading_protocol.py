@@ -284,3 +284,14 @@ def test_the_robust_choice_keeps_the_blend_unless_another_head_beats_it_beyond_t
     # never below the baseline: a blend within the noise of the best but under the baseline does not ship
     under = choose_robust(y, {"baseline": close, "blend": blend, "physics": close})
     assert under.head == "baseline"
+
+
+def test_the_bootstrap_macro_f1_agrees_with_the_reported_one():
+    from micrograde.models.grading.protocol import _macro_f1
+
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        y, pred = rng.integers(0, 3, 30), rng.integers(0, 2, 30)  # class 2 never predicted, sometimes absent
+        y[rng.random(30) < 0.5] = 0
+        expected = classification_metrics([LABELS[i] for i in y], [LABELS[i] for i in pred])["macro_f1"]
+        assert _macro_f1(y, pred) == pytest.approx(expected)
