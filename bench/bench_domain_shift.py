@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 from bench_common import write_result  # bench/ is on sys.path
 from grading_data import draw_labels, grade, prepare_family
 
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for src, dst in (("a", "b"), ("b", "a")):
         train = draw_labels(data[src], args.n_train, seed=0)
-        res = grade(train, data[dst], root / "cache", root / "models" / f"shift-{src}-{dst}-{args.n_train}")
+        res = grade(train, data[dst], root / "cache", root / "models" / f"shift-{src}-{dst}-{args.n_train}",
+                    collection=pd.concat([data[src], data[dst]]))
         rows.append({"train_family": src, "test_family": dst, **res})
         print(f"{src} -> {dst}: grader {res['test_macro_f1']:.3f} ({res['chosen']}), baseline "
               f"{res['test_baseline_macro_f1']:.3f}; out-of-fold on {src}: {res['oof_macro_f1']:.3f}", flush=True)

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                 pool = data[data["session"] != held]
                 train = draw_labels(pool, n, seed=n)
                 res = grade(train, data[data["session"] == held], root / "cache",
-                            root / "models" / f"curve-{fam}-{n}-{held}")
+                            root / "models" / f"curve-{fam}-{n}-{held}", collection=data)
                 runs.append(res)
             row = {"family": fam, "n_labels": n, "grader": float(np.mean([r["test_macro_f1"] for r in runs])),
                    "baseline": float(np.mean([r["test_baseline_macro_f1"] for r in runs])),
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = data[data["session"] == s]
             train = draw_labels(rows, args.one_session, seed=1)
             test = rows[~rows["cache_key"].isin(train["cache_key"])]
-            runs.append(grade(train, test, root / "cache", root / "models" / f"single-{fam}-{s}"))
+            runs.append(grade(train, test, root / "cache", root / "models" / f"single-{fam}-{s}", collection=data))
         single.append({"family": fam, "n_labels": args.one_session,
                        "grader": float(np.mean([r["test_macro_f1"] for r in runs])),
                        "baseline": float(np.mean([r["test_baseline_macro_f1"] for r in runs])),

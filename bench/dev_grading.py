@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     keys = [k for f in ("a", "b") for k in data[f]["cache_key"]]
     features = load_features(keys, root / "cache", embeddings=EmbeddingStore(root / "cache", Embedder(EmbedderConfig(
         **dict(item.split("=", 1) for item in args.embedder)))))
+    from micrograde.models.grading.features import reference_median
+    from micrograde.models.grading.sessions import add_session_block, reference_keys
+
+    sessions = [s for f in ("a", "b") for s in data[f]["session"]]
+    features, _ = add_session_block(features, sessions, reference_keys(keys, sessions),
+                                    load=lambda more: load_features(more, root / "cache"),  # not called: all are here
+                                    fallback=reference_median(features))
     positions = {k: i for i, k in enumerate(keys)}
     extra = {}
     if args.areas:

@@ -101,18 +101,28 @@ def macro_f1(y_true, y_pred) -> float:
                           zero_division=0))
 
 
-def grade(train: pd.DataFrame, test: pd.DataFrame, cache: Path, model_dir: Path, *, seed: int = 0) -> dict:
+def grade(train: pd.DataFrame, test: pd.DataFrame, cache: Path, model_dir: Path, *, seed: int = 0,
+          collection: pd.DataFrame | None = None) -> dict:
     """Train the default grader on ``train`` (its own cross-validation chooses the head), grade
-    ``test``; the baseline head is refitted on the same labels and grades the same micrographs."""
+    ``test``; the baseline head is refitted on the same labels and grades the same micrographs.
+    ``collection``: every micrograph of the sessions concerned (``cache_key``, ``session``, in
+    simulation order), of which the first ones stand for each session as they would in a workspace
+    (:mod:`micrograde.models.grading.sessions`); default: ``train`` and ``test`` together."""
     from micrograde.models.grading import BASELINE, Grader, GraderConfig, train_grader
     from micrograde.models.grading.features import load_features
     from micrograde.models.grading.heads import fit_head
+    from micrograde.models.grading.sessions import reference_keys
     from micrograde.pipeline.config import LABELS
 
+    whole = collection if collection is not None else pd.concat([train, test]).drop_duplicates("cache_key")
+    references = reference_keys(list(whole["cache_key"]), list(whole["session"]))
     cfg = GraderConfig(seed=seed)
-    outcome = train_grader(train, cache, model_dir, cfg, model_id=model_dir.name, progress=False)
+    outcome = train_grader(train, cache, model_dir, cfg, model_id=model_dir.name, progress=False,
+                           references=references)
     grader = Grader(model_dir)
-    pred = [LABELS[i] for i in grader.predict(list(test["cache_key"]), cache_dir=cache).argmax(1)]
+    probs = grader.predict(list(test["cache_key"]), cache_dir=cache, sessions=list(test["session"]),
+                           references=references)
+    pred = [LABELS[i] for i in probs.argmax(1)]
     y = np.array([LABELS.index(v) for v in train["label"]])
     base = fit_head(BASELINE, load_features(list(train["cache_key"]), cache), y, seed=seed)
     base_pred = [LABELS[i] for i in base.predict_proba(load_features(list(test["cache_key"]), cache)).argmax(1)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["cached_collection"]
+__all__ = ["cached_collection", "by_session"]
 
 
 def cached_collection(out: Path, n: int, *, seed: int, sessions=None) -> pd.DataFrame:
@@ -35,3 +35,17 @@ def cached_collection(out: Path, n: int, *, seed: int, sessions=None) -> pd.Data
         keys.append(key)
     return truth.assign(cache_key=keys, preprocess_key=cfg.digest())
 
+
+
+def by_session(feats, sessions):
+    """``feats`` with the session block, each row against the median of its session's rows in ``feats``
+    (the reference of every session is among the rows: nothing is loaded)."""
+    from micrograde.models.grading.features import reference_median
+    from micrograde.models.grading.sessions import add_session_block, reference_keys
+
+    def no_load(keys):
+        raise AssertionError(f"every reference is among the rows; asked to load {keys}")
+
+    sessions = list(sessions)
+    return add_session_block(feats, sessions, reference_keys(feats.keys, sessions), load=no_load,
+                             fallback=reference_median(feats))[0]

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import skops.io as sio
+from helpers_grading import by_session
 
 from micrograde.models.grading.features import Features
 from micrograde.models.grading.grader import GraderFileError, load_grader, load_heads, save_heads
@@ -26,7 +27,8 @@ def _features(n: int = 60, seed: int = 0) -> tuple[Features, np.ndarray]:
         "embedding": (np.abs(rng.normal(size=(n, 40))) + 2.0 * (np.arange(40)[None, :] % 3 == y[:, None])).astype(
             np.float32),
     }
-    return Features([f"k{i}" for i in range(n)], blocks), y
+    # four sessions, each measured against its own median
+    return by_session(Features([f"k{i}" for i in range(n)], blocks), [f"s{i % 4}" for i in range(n)]), y
 
 
 @pytest.mark.parametrize("name", list(HEADS))
@@ -63,8 +65,8 @@ def test_a_head_saved_by_0_2_0_without_its_blocks_reads_the_blocks_it_was_fitted
     again = load_heads(tmp_path, {"file": "heads.skops", "sha256": hashlib.sha256(data).hexdigest()})["physics"]
     assert again.physical_blocks == heads.LEGACY_PHYSICAL_BLOCKS
     assert np.allclose(again.predict_proba(feats), expected)
-    fresh = fit_head("physics", feats, y)  # a head fitted now reads the local block, and says so when saved
-    assert fresh.physical_blocks[-1] == "local"
+    fresh = fit_head("physics", feats, y)  # a head fitted now reads the local and session blocks, and says so
+    assert fresh.physical_blocks[-2:] == ("local", "session")
     assert load_heads(tmp_path, save_heads(tmp_path, {"physics": fresh}))["physics"].physical_blocks == \
         fresh.physical_blocks
 

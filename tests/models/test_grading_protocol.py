@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_grading import cached_collection
+from helpers_grading import by_session, cached_collection
 
 from micrograde.models.grading import Grader, GraderConfig, make_folds, train_grader
-from micrograde.models.grading.grader import read_training_rows
+from micrograde.models.grading.grader import GraderFileError, read_training_rows
 from micrograde.models.grading.protocol import choose, selection_oof, summarise
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics
@@ -200,14 +200,14 @@ def test_ctf_estimates_reach_the_heads_inputs_with_missing_values_tolerated(coll
     assert listed["ctf_resolution_A"]["unit"] == "A" and listed["ctf_resolution_A"]["group"] == "ctf"
     assert listed["ice_ring_score"]["group"] == "score" and listed["defocus_um"]["unit"] == "um"
 
-    feats = load_features(list(labelled["cache_key"]), out / "cache", extra=labelled,
-                          measure_names=card["input"]["measures"])
+    feats = by_session(load_features(list(labelled["cache_key"]), out / "cache", extra=labelled,
+                                     measure_names=card["input"]["measures"]), labelled["session"])
     column = feats.blocks["measures"][:, -1]
     assert np.array_equal(np.isnan(column), np.isnan(res)) and np.allclose(column[~np.isnan(res)],
                                                                            res[~np.isnan(res)], atol=1e-4)
 
     grader = Grader(tmp_path / "m")
-    assert grader.catalogue_features == ("ctf_resolution_A",)
+    assert grader.catalogue_features == ("ctf_resolution_A", *(("session_reference",) if grader.needs_session else ()))
     held = table[table["session"] == HELD_OUT].reset_index(drop=True)
     missing = grader.predict(list(held["cache_key"]), cache_dir=out / "cache")  # no estimates: all missing
     assert np.isfinite(missing).all() and np.allclose(missing.sum(axis=1), 1.0)
@@ -218,9 +218,10 @@ def test_ctf_estimates_reach_the_heads_inputs_with_missing_values_tolerated(coll
     assert head.physical_blocks.index("measures") == 3
     assert head.keep[j] and head._inputs(feats).shape[1] == int(head.keep.sum())
     assert np.isnan(head._inputs(feats)[:, int(head.keep[:j].sum())]).sum() == int(np.isnan(res).sum())
-    blank = load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"])
-    worst = load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"],
-                          extra=held.assign(ctf_resolution_A=12.0))
+    blank = by_session(load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"]),
+                       held["session"])
+    worst = by_session(load_features(list(held["cache_key"]), out / "cache", measure_names=card["input"]["measures"],
+                                     extra=held.assign(ctf_resolution_A=12.0)), held["session"])
     p_blank, p_worst = head.predict_proba(blank), head.predict_proba(worst)
     assert np.isfinite(p_blank).all() and not np.allclose(p_blank, p_worst)
     # stored predictions are keyed by the estimates too: a changed estimate is graded again
@@ -286,6 +287,21 @@ def test_the_robust_choice_keeps_the_blend_unless_another_head_beats_it_beyond_t
     assert under.head == "baseline"
 
 
+def test_the_robust_choice_reuses_the_callers_summaries_and_refuses_ones_for_other_heads():
+    from micrograde.models.grading.protocol import choose_robust
+
+    y = np.arange(90) % 3
+    wrong = (y + 1) % 3
+    oof = {"blend": _probs(np.where(np.arange(90) < 63, y, wrong)), "physics": _probs(y)}
+    given = {name: summarise(y, p, np.repeat(["s1", "s2", "s3"], 30)) for name, p in oof.items()}
+    assert choose_robust(y, oof, summaries=given) == choose_robust(y, oof)
+    # the summaries decide the best head: swapped, the choice follows them, not a recomputation
+    swapped = {"blend": given["physics"], "physics": given["blend"]}
+    assert choose_robust(y, oof, summaries=swapped).head == "blend"
+    with pytest.raises(ValueError, match="summaries are for"):
+        choose_robust(y, oof, summaries={"blend": given["blend"]})
+
+
 def test_the_bootstrap_macro_f1_agrees_with_the_reported_one():
     from micrograde.models.grading.protocol import _macro_f1
 
@@ -295,3 +311,36 @@ def test_the_bootstrap_macro_f1_agrees_with_the_reported_one():
         y[rng.random(30) < 0.5] = 0
         expected = classification_metrics([LABELS[i] for i in y], [LABELS[i] for i in pred])["macro_f1"]
         assert _macro_f1(y, pred) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_a_grader_measuring_sessions_keeps_its_fallback_and_grades_by_the_reference_it_is_given(
+        collection, tmp_path, monkeypatch):
+    from micrograde.models.grading import run
+    from micrograde.models.grading.protocol import Choice
+    from micrograde.models.grading.sessions import MIN_REFERENCE, reference_keys
+
+    out, table = collection
+    labelled = table[table["session"] != HELD_OUT].reset_index(drop=True)
+    monkeypatch.setattr(run, "choose_robust", lambda y, oof, **kw: Choice("physics", "physics"))  # ship physics
+    outcome = train_grader(labelled, out / "cache", tmp_path / "m", GraderConfig(heads=("baseline", "physics")),
+                           model_id="sessions", progress=False)
+    ref = outcome.card["input"]["session_reference"]
+    assert ref["min_micrographs"] == MIN_REFERENCE and len(ref["fallback"]) > 0
+    assert any("measured against its session's median" in line for line in outcome.lines)
+    grader = Grader(tmp_path / "m")
+    assert grader.needs_session and grader.catalogue_features[-1] == "session_reference"
+    held = table[table["session"] == HELD_OUT].reset_index(drop=True)
+    keys, sessions = list(held["cache_key"]), list(held["session"])
+    own = grader.predict(keys, cache_dir=out / "cache", sessions=sessions, references=reference_keys(keys, sessions))
+    by_extra = grader.predict(keys, cache_dir=out / "cache", extra=held)  # the session read from the rows
+    fallback = grader.predict(keys, cache_dir=out / "cache")  # no session known: the training median
+    tiny = grader.predict(keys, cache_dir=out / "cache", sessions=sessions,
+                          references={HELD_OUT: keys[: MIN_REFERENCE - 1]})
+    np.testing.assert_allclose(own, by_extra)
+    np.testing.assert_allclose(tiny, fallback)
+    assert not np.allclose(own, fallback)
+    # a model whose card lost its fallback is refused when it needs one, with the reason
+    del grader.card["input"]["session_reference"]
+    with pytest.raises(GraderFileError, match="keeps no session_reference"):
+        grader.predict(keys, cache_dir=out / "cache")

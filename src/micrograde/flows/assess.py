@@ -39,7 +39,8 @@ from micrograde.pipeline.io.publish import remove_stale, staged_folder
 if TYPE_CHECKING:
     from micrograde.pipeline.report.outputs import OutputFiles
 
-__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks"]
+__all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks",
+           "session_references"]
 
 
 class NothingToAssessError(LookupError):
@@ -79,6 +80,22 @@ class AssessOutcome:
     n_rejected: int = 0
 
 
+def session_references(ws, predictor, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]] | None]:
+    """For a grader that measures micrographs against their session (``needs_session``): ``rows`` with the
+    ``session_reference`` digest of each row's session, and the reference keys of those sessions (the first
+    micrographs ingested in each, from the catalogue); otherwise ``rows`` as they are and None."""
+    if not getattr(predictor, "needs_session", False):
+        return rows, None
+    from micrograde.models.grading.sessions import MAX_REFERENCE, reference_digest
+    from micrograde.pipeline.catalogue.query import session_cache_keys
+
+    sessions = [str(s) for s in rows["session"].dropna().unique()]
+    key = predictor.card["input"]["preprocess"].get("preprocess_key")
+    references = session_cache_keys(ws, sessions, limit=MAX_REFERENCE, preprocess_key=key)
+    digests = {s: reference_digest(k) for s, k in references.items()}
+    return rows.assign(session_reference=[digests.get(str(s), "none") for s in rows["session"]]), references
+
+
 def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consensus: pd.DataFrame | None = None,
                    counts: dict | None = None) -> Iterator[pd.DataFrame]:
     """The predictions table of micrographs ``ids``, ``cfg.chunk_size`` micrographs at a time (in id order).
@@ -99,9 +116,10 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
     # stored features alone, chunk by chunk, stopping once every CTF column has a value
     ctf = features_present(ws, ids, feature_names("ctf"), chunk_size=cfg.chunk_size)
     for part in chunks:
-        rows = micrograph_table(ws, part)
+        rows, references = session_references(ws, predictor, micrograph_table(ws, part))
         probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                         num_workers=cfg.num_workers, progress=False, extra=rows)
+                                         num_workers=cfg.num_workers, progress=False, extra=rows,
+                                         references=references)
         if counts is not None:
             counts["n_cached"] = counts.get("n_cached", 0) + n_cached
         labels, confidence = apply_thresholds(probs, thresholds)

@@ -66,10 +66,16 @@ def load_labelled_task(ctx: RunContext) -> pd.DataFrame:
 
 @task(name="train-grader", cache_policy=NO_CACHE)
 def train_task(ctx: RunContext, table: pd.DataFrame, cfg: GraderConfig, model_id: str) -> GraderOutcome:
+    from micrograde.models.grading.sessions import MAX_REFERENCE
+    from micrograde.pipeline.catalogue.query import session_cache_keys
+
     ws = ctx.workspace()
+    # every micrograph of a labelled session may stand for it, labelled or not (the first ones ingested)
+    references = session_cache_keys(ws, [str(s) for s in table["session"].dropna().unique()], limit=MAX_REFERENCE,
+                                    preprocess_key=cfg.preprocess.digest()) if "session" in table.columns else None
     return train_grader(table, ws.cache_dir, ws.models_dir / model_id, cfg, model_id=model_id,
                         command_line=ctx.command, progress=ctx.progress,
-                        log=print if ctx.progress else (lambda _l: None))
+                        log=print if ctx.progress else (lambda _l: None), references=references)
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
@@ -131,7 +137,12 @@ def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequen
     if table.empty:
         raise ModelNotFoundError(f"no {what} to evaluate model {model_id} on: label micrographs it has not seen "
                                  "(its out-of-fold figures are in its card and `micrograde train`'s summary)")
+    from micrograde.flows.assess import session_references
+
+    table, references = session_references(ws, grader, table)
     extra = {"extra": table} if getattr(grader, "catalogue_features", ()) else {}
+    if references is not None:
+        extra["references"] = references
     probs = grader.predict(list(table["cache_key"]), cache_dir=ws.cache_dir, **extra)
     predicted, _conf = apply_thresholds(probs, grader.thresholds)
     metrics = classification_metrics(list(table["label"]), predicted, probs)

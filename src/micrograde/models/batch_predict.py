@@ -10,7 +10,7 @@ their keys; neither loses the other's).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +39,16 @@ def predict_cached(
     num_workers: int = 0,
     progress: bool = False,
     extra: pd.DataFrame | None = None,
+    references: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Calibrated probabilities (N, 3) for ``cache_keys``; returns them and how many were cached.
 
     ``extra``: catalogue rows (``cache_key`` and feature columns) for a grader that reads features from the
     catalogue (``predictor.catalogue_features``, the user's CTF estimates); its stored probabilities are
     keyed by the cache key and a digest of those values, so an imported estimate that changes is graded again.
+    ``references``: for a grader that measures each micrograph against its session (``predictor.needs_session``),
+    the cache keys that stand for each session; ``extra`` then names each micrograph's ``session`` and, in
+    ``session_reference``, a digest of its session's reference, which keys the stored probabilities likewise.
     """
     store = prediction_cache_path(cache_dir, predictor.model_id)
     known = _read(store)
@@ -56,7 +60,8 @@ def predict_cached(
     if missing:
         probs = predictor.predict([by_store[k] for k in missing], cache_dir=cache_dir, batch_size=batch_size,
                                   num_workers=num_workers, progress=progress,
-                                  **({"extra": extra} if needed else {}))
+                                  **({"extra": extra} if needed else {}),
+                                  **({"references": references} if getattr(predictor, "needs_session", False) else {}))
         fresh = pd.DataFrame(probs, columns=_COLUMNS, index=pd.Index(missing, name="cache_key"))
         with file_lock(store.with_name(store.name + ".lock")):
             current = _read(store)  # what others added meanwhile
@@ -78,11 +83,16 @@ def _store_keys(keys: list[str], extra: pd.DataFrame | None, needed: tuple[str, 
     rows = extra.drop_duplicates("cache_key", keep="last").set_index("cache_key") if extra is not None else None
     out = []
     for k in keys:
-        values = [float(rows.at[k, n]) if rows is not None and k in rows.index and n in rows.columns else float("nan")
+        values = [_value(rows.at[k, n]) if rows is not None and k in rows.index and n in rows.columns else float("nan")
                   for n in needed]
         text = ",".join(f"{n}={v!r}" for n, v in zip(needed, values, strict=True))
         out.append(f"{k}+{hashlib.sha256(text.encode()).hexdigest()[:12]}")
     return out
+
+
+def _value(v) -> float | str:
+    """A catalogue value as it enters the store key: a number as a float, a text (a digest) as it is."""
+    return v if isinstance(v, str) else float(v)
 
 
 def _read(store: Path) -> pd.DataFrame:

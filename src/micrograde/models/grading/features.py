@@ -13,13 +13,18 @@ Blocks (each a float32 matrix, one row per micrograph, NaN where a value is not 
   random forests route missing values natively (scikit-learn >= 1.4), and a column missing in every
   training row is left out;
 - ``embedding``: frozen pretrained image features (:mod:`.embedding`), when an embedding store is
-  given.
+  given;
+- ``session``: the physical columns (:data:`RELATIVE_BLOCKS`) minus their median over a reference
+  set of the micrograph's own session (:func:`with_session_block`): how a micrograph differs from
+  its session's typical one. Detector, voltage, dose and pixel size shift the absolute values from
+  one session to the next; the difference from the session's own median carries over.
 
 Cache entries are opened lazily: only the small arrays a block needs are read.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +36,14 @@ from micrograde.pipeline.catalogue.cache import CacheMissError, cache_path, entr
 from micrograde.pipeline.features import ctf_columns_with_values, feature_names
 from micrograde.pipeline.signal.profile import profile_names, spectrum_profile
 
-__all__ = ["BLOCKS", "Features", "load_features", "default_measure_names"]
+__all__ = ["BLOCKS", "RELATIVE_BLOCKS", "SESSION_BLOCK", "Features", "load_features", "default_measure_names",
+           "reference_median", "with_session_block"]
 
 #: Every block a head may read.
-BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "local", "embedding")
+BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "local", "embedding", "session")
+#: The blocks the ``session`` block takes relative to the session's median, in this order.
+RELATIVE_BLOCKS: tuple[str, ...] = ("level", "ripple", "scores", "measures", "local")
+SESSION_BLOCK = "session"
 
 
 @dataclass
@@ -121,3 +130,27 @@ def load_features(keys: Sequence[str], cache_dir: Path, *, embeddings=None, meas
         blocks["embedding"] = embeddings.load(keys, progress=progress)
         names["embedding"] = tuple(f"embedding_{i}" for i in range(blocks["embedding"].shape[1]))
     return Features(keys, {b: np.asarray(m, dtype=np.float32) for b, m in blocks.items()}, names)
+
+
+def reference_median(feats: Features) -> np.ndarray:
+    """The median of every :data:`RELATIVE_BLOCKS` column over the rows of ``feats`` (NaN where no row has a value)."""
+    x = feats.matrix(RELATIVE_BLOCKS)
+    if len(x) == 0:
+        return np.full(x.shape[1], np.nan, dtype=np.float32)
+    with warnings.catch_warnings():  # a column no micrograph has is NaN, as it is in the rows
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=0).astype(np.float32)
+
+
+def with_session_block(feats: Features, medians: Sequence[np.ndarray] | np.ndarray) -> Features:
+    """``feats`` with the ``session`` block: each row's :data:`RELATIVE_BLOCKS` columns minus ``medians[i]``, the
+    :func:`reference_median` of row i's session (one row per micrograph, or one vector for every row)."""
+    x = feats.matrix(RELATIVE_BLOCKS)
+    ref = np.asarray(medians, dtype=np.float32)
+    if ref.ndim == 1:
+        ref = np.broadcast_to(ref, x.shape)
+    if ref.shape != x.shape:
+        raise ValueError(f"session medians have shape {ref.shape}, the physical columns {x.shape}")
+    names = dict(feats.names)
+    names[SESSION_BLOCK] = tuple(f"{n}-session" for b in RELATIVE_BLOCKS for n in feats.names.get(b, ()))
+    return Features(feats.keys, {**feats.blocks, SESSION_BLOCK: (x - ref).astype(np.float32)}, names)

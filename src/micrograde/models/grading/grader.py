@@ -160,11 +160,41 @@ class Grader:
     @property
     def catalogue_features(self) -> tuple[str, ...]:
         """The features this grader reads from catalogue rows (the user's CTF estimates), not from the cache:
-        :meth:`predict` needs them as ``extra``."""
+        :meth:`predict` needs them as ``extra``; with :attr:`needs_session`, also ``session_reference`` (a
+        digest of the session's reference keys, which keys the prediction cache)."""
         from micrograde.pipeline.features import feature_names
 
+        if self.head == "finetune":
+            return ()
         imported = set(feature_names("ctf"))
-        return tuple(n for n in self.measure_names if n in imported) if self.head != "finetune" else ()
+        own = tuple(n for n in self.measure_names if n in imported)
+        return (*own, "session_reference") if self.needs_session else own
+
+    @property
+    def needs_session(self) -> bool:
+        """Whether the shipped head (a blend through its members) measures micrographs against their session."""
+        if self.head not in self.heads:
+            return False
+        head = self.heads[self.head]
+        parts = [head, *(head.members or {}).values()]
+        return any("session" in h.physical_blocks for h in parts)
+
+    def _session_fallback(self) -> np.ndarray:
+        ref = self.card["input"].get("session_reference") or {}
+        if "fallback" not in ref:
+            raise GraderFileError(f"model {self.model_id}: its head reads the session block but its card keeps no "
+                                  "session_reference")
+        return np.array([np.nan if v is None else float(v) for v in ref["fallback"]], dtype=np.float32)
+
+    def _with_sessions(self, feats, cache_dir: Path, extra, sessions, references):
+        from micrograde.models.grading.sessions import add_session_block, reference_keys
+
+        sessions = list(sessions) if sessions is not None else _sessions_of(feats.keys, extra)
+        if references is None:
+            references = reference_keys(feats.keys, sessions)
+        return add_session_block(feats, sessions, references, fallback=self._session_fallback(),
+                                 load=lambda keys: load_features(keys, cache_dir, measure_names=self.measure_names,
+                                                                 extra=extra))[0]
 
     def embeddings(self, cache_dir: Path) -> EmbeddingStore | None:
         """The embedding store this grader reads (the backbone is loaded on first use only)."""
@@ -179,11 +209,14 @@ class Grader:
         return EmbeddingStore(Path(cache_dir), self._embedder)
 
     def predict(self, cache_keys: Sequence[str], *, cache_dir: Path, extra=None, progress: bool = False,
+                sessions: Sequence | None = None, references: Mapping[str, Sequence[str]] | None = None,
                 **_ignored) -> np.ndarray:
         """Calibrated probabilities (N, 3) in LABELS order for cached micrographs.
 
         ``extra``: catalogue rows (``cache_key`` and the :attr:`catalogue_features` columns); a value they
-        lack is missing (NaN), which the heads tolerate."""
+        lack is missing (NaN), which the heads tolerate. With :attr:`needs_session`: ``sessions`` (one per key;
+        default: ``extra``'s ``session`` column) and ``references``, the cache keys that stand for each session
+        (default: the keys graded here, by session; :mod:`.sessions`)."""
         keys = [str(k) for k in cache_keys]
         if not keys:
             return np.zeros((0, len(LABELS)))
@@ -194,7 +227,16 @@ class Grader:
                                               self.temperature)
         feats = load_features(keys, cache_dir, embeddings=self.embeddings(cache_dir),
                               measure_names=self.measure_names, extra=extra, progress=progress)
+        if self.needs_session:
+            feats = self._with_sessions(feats, Path(cache_dir), extra, sessions, references)
         return apply_temperature_to_probs(self.heads[self.head].predict_proba(feats), self.temperature)
+
+
+def _sessions_of(keys: Sequence[str], extra) -> list:
+    if extra is None or "session" not in extra.columns:
+        return [None] * len(keys)
+    by_key = extra.drop_duplicates("cache_key", keep="last").set_index("cache_key")["session"]
+    return [by_key.get(k) for k in keys]
 
 
 def read_training_rows(model_dir: Path, card: Mapping):

@@ -8,7 +8,8 @@ heads tie (simplest first):
   reference every training run reports beside the chosen head;
 - ``physics``: a random forest on the whole spectrum profile (level and ripple), the scores,
   every cached physical measure and the local statistics of the field (missing values allowed: a
-  forest splits on them natively);
+  forest splits on them natively), each both as it is and relative to its session's median (the
+  ``session`` block: :mod:`.sessions`);
 - ``embedding``: a logistic regression on frozen pretrained image features (power-normalised,
   L2-normalised, standardised; strong L2 penalty, balanced class weights);
 - ``combined``: a random forest on the physical inputs and the leading principal components of
@@ -38,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from micrograde.models.grading.features import Features
 from micrograde.pipeline.config import LABELS
 
-__all__ = ["HeadSpec", "HEADS", "BASELINE", "FittedHead", "fit_head", "needs_embedding"]
+__all__ = ["HeadSpec", "HEADS", "BASELINE", "FittedHead", "fit_head", "needs_embedding", "needs_session"]
 
 PHYSICAL_BLOCKS = ("level", "ripple", "scores", "measures", "local")
 #: The physical blocks of heads saved by micrograde 0.2.0, which had no ``local`` block.
@@ -65,19 +66,24 @@ HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     HeadSpec("baseline", "random forest on the spectrum profile (level) and the five scores", ("level", "scores"),
              "forest"),
     HeadSpec("physics", "random forest on the spectrum profile, the scores, every physical measure and the "
-             "local statistics",
-             PHYSICAL_BLOCKS, "forest"),
+             "local statistics, as they are and relative to the session's median",
+             (*PHYSICAL_BLOCKS, "session"), "forest"),
     HeadSpec("embedding", "logistic regression on frozen pretrained image features", ("embedding",), "linear"),
     HeadSpec("combined", "random forest on the physical inputs and the leading principal components of the "
              "image features", (*PHYSICAL_BLOCKS, "embedding"), "forest+pca"),
     HeadSpec("blend", "mean of the physics forest's and the embedding regression's probabilities",
-             (*PHYSICAL_BLOCKS, "embedding"), "blend", members=("physics", "embedding")),
+             (*PHYSICAL_BLOCKS, "session", "embedding"), "blend", members=("physics", "embedding")),
 )}
 BASELINE = "baseline"
 
 
 def needs_embedding(names) -> bool:
     return any(n in HEADS and "embedding" in HEADS[n].blocks for n in names)
+
+
+def needs_session(names) -> bool:
+    """Whether any of the heads ``names`` (a blend through its members) reads the ``session`` block."""
+    return any(n in HEADS and "session" in HEADS[n].blocks for n in names)
 
 
 def _power_normalise(x: np.ndarray) -> np.ndarray:

@@ -197,13 +197,18 @@ class Choice:
 
 
 def choose_robust(y: np.ndarray, oof: dict[str, np.ndarray], *, prefer: str = "blend", floor: str = "baseline",
-                  n_boot: int = 200, seed: int = 0) -> Choice:
+                  n_boot: int = 200, seed: int = 0, summaries: dict[str, dict] | None = None) -> Choice:
     """:func:`choose`, but ``prefer`` is kept unless the best head beats it by more than the noise: the
     best head's OOF macro-F1 must exceed ``prefer``'s by more than one bootstrap standard error of the
     paired difference (``n_boot`` resamples of the labelled micrographs). ``prefer`` is never kept
-    below ``floor`` (the baseline): a shipped head is never worse than the baseline out of fold."""
+    below ``floor`` (the baseline): a shipped head is never worse than the baseline out of fold.
+
+    ``summaries``: :func:`summarise` of every head's ``oof`` on these ``y``, when the caller has them already."""
     y = np.asarray(y, dtype=np.int64)
-    summaries = {name: summarise(y, p) for name, p in oof.items()}
+    if summaries is None:
+        summaries = {name: summarise(y, p) for name, p in oof.items()}
+    elif set(summaries) != set(oof):
+        raise ValueError(f"summaries are for {sorted(summaries)}, the predictions for {sorted(oof)}")
     best = choose(summaries)
     if prefer not in oof or best == prefer:
         return Choice(best, best)

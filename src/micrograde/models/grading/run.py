@@ -7,7 +7,7 @@ calls :func:`train_grader`; this function reads the cache and writes only the ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from pydantic import Field
 from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
 from micrograde.models.grading.features import load_features
 from micrograde.models.grading.grader import TRAINING_FILE, apply_temperature_to_probs, save_heads
-from micrograde.models.grading.heads import BASELINE, HEADS, fit_head, needs_embedding
+from micrograde.models.grading.heads import BASELINE, HEADS, fit_head, needs_embedding, needs_session
 from micrograde.models.grading.protocol import (
     choose_robust,
     cross_validate,
@@ -137,8 +137,12 @@ def train_grader(
     command_line: str | Sequence[str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda _line: None,
+    references: Mapping[str, Sequence[str]] | None = None,
 ) -> GraderOutcome:
-    """Cross-validate, choose, refit on every label and save; see the module docstring."""
+    """Cross-validate, choose, refit on every label and save; see the module docstring.
+
+    ``references``: the cache keys that stand for each session (:func:`.sessions.reference_keys` of every
+    micrograph of the session in the workspace, labelled or not); default: its labelled micrographs."""
     cfg = cfg or GraderConfig()
     table = _check(table, cfg)
     lines: list[str] = []
@@ -160,6 +164,10 @@ def train_grader(
     embedder = Embedder(cfg.embedder) if needs_embedding(heads) else None
     store = EmbeddingStore(Path(cache_dir), embedder) if embedder is not None else None
     feats = load_features(list(table["cache_key"]), Path(cache_dir), embeddings=store, extra=table, progress=progress)
+    session_ref = None
+    if needs_session(heads):
+        feats, session_ref = _session_block(feats, table, Path(cache_dir), references)
+        say(session_ref["note"])
     folds = make_folds(groups, y, group_by=cfg.group_by, seed=cfg.seed)
     say(folds.note)
     sklearn_heads = [h for h in heads if h in HEADS]
@@ -170,7 +178,7 @@ def train_grader(
 
         oof["finetune"] = finetune_oof(table, Path(cache_dir), y, folds, cfg, progress=progress, log=say)
     summaries = {h: summarise(y, oof[h], groups) for h in heads}
-    choice = choose_robust(y, {h: oof[h] for h in heads})
+    choice = choose_robust(y, {h: oof[h] for h in heads}, summaries=summaries)
     chosen = choice.head
     for h in heads:
         s = summaries[h]
@@ -218,12 +226,41 @@ def train_grader(
     files["training"] = {"file": TRAINING_FILE, "sha256": hashlib.sha256(training_csv).hexdigest()}
     card = _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, embedder, feats,
                  command_line, warnings)
+    if session_ref is not None and chosen in HEADS and needs_session([chosen]):
+        card["input"]["session_reference"] = {k: v for k, v in session_ref.items() if k != "note"}
     import json
 
     atomic_write_text(model_dir / "card.json", json.dumps(card, indent=2, allow_nan=False) + "\n")
     for line in diversity_lines(diversity_table(table)):
         say(line)
     return GraderOutcome(model_id, model_dir, card, oof_fig, warnings, lines)
+
+
+def _session_block(feats, table: pd.DataFrame, cache_dir: Path, references) -> tuple:
+    """``feats`` with the ``session`` block, and what the card keeps of it (the fallback median)."""
+    from micrograde.models.grading.features import reference_median
+    from micrograde.models.grading.sessions import MAX_REFERENCE, MIN_REFERENCE, add_session_block, reference_keys
+
+    sessions = list(table["session"]) if "session" in table.columns else [None] * len(table)
+    if references is None:
+        references = reference_keys(list(table["cache_key"]), sessions)
+    fallback = reference_median(feats)
+    measures = feats.names["measures"]
+    feats, used = add_session_block(
+        feats, sessions, references, fallback=fallback,
+        load=lambda keys: load_features(keys, cache_dir, measure_names=measures, extra=table))
+    measured = [f"{s}: {n}" for s, n in sorted(used.items()) if n]
+    short = sorted(s for s, n in used.items() if n == 0)
+    parts = []
+    if measured:
+        parts.append(f"each micrograph also measured against its session's median (reference micrographs: "
+                     f"{', '.join(measured)})")
+    if short or not measured or any(s is None or s != s for s in sessions):  # s != s: NaN
+        parts.append(f"against the training median where a session has fewer than {MIN_REFERENCE} micrographs "
+                     f"or none is named{' (' + ', '.join(short) + ')' if short else ''}")
+    note = "; ".join(parts)
+    return feats, {"min_micrographs": MIN_REFERENCE, "max_micrographs": MAX_REFERENCE,
+                   "fallback": [None if np.isnan(v) else float(v) for v in fallback], "note": note}
 
 
 def _evaluation(folds, table, y, groups, counts, oof, summaries, heads, skipped, chosen, temperature, warnings) -> dict:

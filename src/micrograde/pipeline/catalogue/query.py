@@ -13,8 +13,8 @@ from micrograde.pipeline.catalogue.schema import Micrograph, Reject, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.pipeline.features import feature_names
 
-__all__ = ["micrograph_table", "micrograph_paths", "spread_features", "features_present", "reject_table",
-           "reject_counts"]
+__all__ = ["micrograph_table", "micrograph_paths", "session_cache_keys", "spread_features", "features_present",
+           "reject_table", "reject_counts"]
 
 _SESSION_COLUMNS = ("microscope", "detector", "grid_material", "grid_maker", "dose")
 
@@ -56,6 +56,23 @@ def micrograph_paths(ws: Workspace, ids: Sequence[int] | None = None, *, session
     with ws.session() as s:
         rows = s.execute(stmt).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=["id", "path", "session"])
+
+
+def session_cache_keys(ws: Workspace, sessions: Sequence[str], *, limit: int,
+                       preprocess_key: str | None = None) -> dict[str, list[str]]:
+    """The cache keys of the first ``limit`` micrographs (in ingest order) of each of ``sessions`` that have a
+    cache entry (made with ``preprocess_key``, when given): what stands for a session when a micrograph is
+    measured against its session's median (:mod:`micrograde.models.grading.sessions`)."""
+    out: dict[str, list[str]] = {}
+    for name in sorted({str(n) for n in sessions}):
+        stmt = _by_id(select(Micrograph.cache_key), None).where(SessionRow.name == name)
+        stmt = stmt.where(Micrograph.cache_key.is_not(None))
+        if preprocess_key is not None:
+            stmt = stmt.where(Micrograph.preprocess_key == preprocess_key)
+        with ws.session() as s:
+            keys = s.execute(stmt.limit(4 * limit)).scalars().all()
+        out[name] = list(dict.fromkeys(str(k) for k in keys))[:limit]  # one file ingested twice counts once
+    return out
 
 
 def spread_features(table: pd.DataFrame, features: list[dict | None]) -> pd.DataFrame:

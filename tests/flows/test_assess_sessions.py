@@ -1,0 +1,68 @@
+"""A grader that measures micrographs against their session, in a workspace: the reference is the
+session's first micrographs in the catalogue, and stored grades follow it until it is full."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers_io import write_mrc
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def session_workspace(tmp_path, monkeypatch):
+    """24 tiny micrographs of one session ingested, and a grader whose shipped head is ``physics``."""
+    from micrograde.models.grading import GraderConfig, run, train_grader
+    from micrograde.models.grading.protocol import Choice
+    from micrograde.models.grading.sessions import MAX_REFERENCE
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.catalogue.query import micrograph_table, session_cache_keys
+    from micrograde.pipeline.catalogue.workspace import Workspace
+    from micrograde.pipeline.config import IngestConfig
+
+    src = tmp_path / "src" / "grid_1"
+    src.mkdir(parents=True)
+    ws = Workspace.open(tmp_path / "ws")
+    rng = np.random.default_rng(3)
+    for i in range(24):
+        write_mrc(src / f"mic_{i:03d}.mrc", (rng.normal(size=(128, 128)) * (1 + i % 3)).astype(np.float32),
+                  voxel_size=1.0)
+        assert ingest_file(ws, str(src / f"mic_{i:03d}.mrc"), IngestConfig()).ingested == 1
+    table = micrograph_table(ws).assign(label=[("good", "medium", "bad")[i % 3] for i in range(24)])
+    monkeypatch.setattr(run, "choose_robust", lambda y, oof, **kw: Choice("physics", "physics"))
+    cfg = GraderConfig(heads=("baseline", "physics"), finetune="never")
+    refs = session_cache_keys(ws, list(table["session"].unique()), limit=MAX_REFERENCE,
+                              preprocess_key=cfg.preprocess.digest())
+    train_grader(table, ws.cache_dir, ws.models_dir / "m", cfg, model_id="m", progress=False, references=refs)
+    return ws, src, rng
+
+
+def test_stored_grades_follow_the_sessions_reference_as_it_grows(session_workspace):
+    from micrograde.flows.assess import session_references
+    from micrograde.models.batch_predict import predict_cached
+    from micrograde.models.grading import Grader
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.catalogue.query import micrograph_table
+    from micrograde.pipeline.config import IngestConfig
+
+    ws, src, rng = session_workspace
+    grader = Grader(ws.models_dir / "m")
+    assert grader.needs_session
+    rows, refs = session_references(ws, grader, micrograph_table(ws))
+    assert refs is not None and list(refs) == ["grid_1"]
+    assert refs["grid_1"] == list(rows["cache_key"])  # all 24, in ingest order
+    assert rows["session_reference"].nunique() == 1
+    keys = list(rows["cache_key"])
+    first, n1 = predict_cached(grader, ws.cache_dir, keys, extra=rows, references=refs)
+    again, n2 = predict_cached(grader, ws.cache_dir, keys, extra=rows, references=refs)
+    assert (n1, n2) == (0, len(keys)) and np.allclose(first, again)
+    # one more micrograph of the session: its reference changes, so the stored grades are not reused
+    extra = src / "mic_999.mrc"
+    write_mrc(extra, (rng.normal(size=(128, 128)) * 9).astype(np.float32), voxel_size=1.0)
+    assert ingest_file(ws, str(extra), IngestConfig()).ingested == 1
+    grown, grown_refs = session_references(ws, grader, micrograph_table(ws))
+    assert grown_refs is not None and len(grown_refs["grid_1"]) == 25
+    assert grown["session_reference"].iloc[0] != rows["session_reference"].iloc[0]
+    _, n3 = predict_cached(grader, ws.cache_dir, keys, extra=grown.iloc[:24], references=grown_refs)
+    assert n3 == 0
