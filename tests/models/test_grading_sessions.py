@@ -94,3 +94,22 @@ def test_the_reference_digest_changes_with_the_reference_until_it_is_full():
 
 def _no_load(keys):
     raise AssertionError(f"every reference is among the rows; asked to load {keys}")
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice")
+def test_a_memo_computes_each_sessions_median_once():
+    feats = _features(["a1", "a2"], seed=3)
+    more = _features([f"r{i}" for i in range(6)], seed=4)
+    calls = []
+
+    def load(wanted):
+        calls.append(list(wanted))
+        return more.take(np.array([more.keys.index(k) for k in wanted]))
+
+    memo: dict = {}
+    refs = {"s": more.keys}
+    first, _ = add_session_block(feats, ["s", "s"], refs, load=load, fallback=np.zeros(15), memo=memo)
+    second, used = add_session_block(feats.take(np.array([1])), ["s"], refs, load=load, fallback=np.zeros(15),
+                                     memo=memo)
+    assert len(calls) == 1 and used == {"s": 6}
+    np.testing.assert_array_equal(second.blocks["session"][0], first.blocks["session"][1])

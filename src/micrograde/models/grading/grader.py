@@ -123,6 +123,7 @@ class Grader:
     card: dict = field(init=False, repr=False)
     heads: dict[str, FittedHead] = field(init=False, repr=False)
     _embedder: Embedder | None = field(init=False, repr=False, default=None)
+    _session_medians: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.model_dir = Path(self.model_dir)
@@ -194,7 +195,7 @@ class Grader:
             references = reference_keys(feats.keys, sessions)
         return add_session_block(feats, sessions, references, fallback=self._session_fallback(),
                                  load=lambda keys: load_features(keys, cache_dir, measure_names=self.measure_names,
-                                                                 extra=extra))[0]
+                                                                 extra=extra), memo=self._session_medians)[0]
 
     def embeddings(self, cache_dir: Path) -> EmbeddingStore | None:
         """The embedding store this grader reads (the backbone is loaded on first use only)."""

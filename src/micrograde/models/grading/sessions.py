@@ -28,6 +28,7 @@ __all__ = ["MIN_REFERENCE", "MAX_REFERENCE", "reference_keys", "reference_digest
 
 MIN_REFERENCE = 5
 MAX_REFERENCE = 64
+MEMO_SIZE = 1024  # medians a memo keeps at most (one float32 row per session reference)
 
 
 def reference_keys(keys: Sequence[str], sessions: Sequence) -> dict[str, list[str]]:
@@ -61,13 +62,15 @@ def _name(session) -> str | None:
 
 
 def add_session_block(feats: Features, sessions: Sequence, references: Mapping[str, Sequence[str]],
-                      load: Callable[[list[str]], Features], fallback: np.ndarray) -> tuple[Features, dict[str, int]]:
+                      load: Callable[[list[str]], Features], fallback: np.ndarray,
+                      memo: dict[tuple[str, ...], np.ndarray] | None = None) -> tuple[Features, dict[str, int]]:
     """``feats`` with the ``session`` block, and the size of the reference used for each session (0: the
     ``fallback`` median, the training micrographs').
 
     ``sessions``: the session of each row of ``feats``; ``references``: the reference keys of each session
     (:func:`reference_keys`); ``load``: the :class:`Features` of a list of cache keys (only its physical
-    blocks are read; rows already in ``feats`` are not loaded again)."""
+    blocks are read; rows already in ``feats`` are not loaded again); ``memo``: medians already computed, by
+    reference (a run graded chunk by chunk computes each session's median once)."""
     if len(sessions) != len(feats):
         raise ValueError(f"{len(sessions)} sessions for {len(feats)} micrographs")
     fallback = np.asarray(fallback, dtype=np.float32)
@@ -80,6 +83,9 @@ def add_session_block(feats: Features, sessions: Sequence, references: Mapping[s
         if len(keys) < MIN_REFERENCE:
             medians[name], used[name] = fallback, 0
             continue
+        if memo is not None and tuple(keys) in memo:
+            medians[name], used[name] = memo[tuple(keys)], len(keys)
+            continue
         have = [k for k in keys if k in position]
         rest = [k for k in keys if k not in position]
         parts = [feats.take(np.array([position[k] for k in have], dtype=np.int64))] if have else []
@@ -87,6 +93,10 @@ def add_session_block(feats: Features, sessions: Sequence, references: Mapping[s
             parts.append(load(rest))
         ref = parts[0] if len(parts) == 1 else _stack(parts)
         medians[name], used[name] = reference_median(ref), len(keys)
+        if memo is not None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[tuple(keys)] = medians[name]
     rows = np.stack([medians[n] for n in names]) if len(names) else np.zeros((0, fallback.size), np.float32)
     return with_session_block(feats, rows), used
 
