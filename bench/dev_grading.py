@@ -14,7 +14,8 @@ Scenarios (each a training set and the micrographs it is graded on):
 
 For each, every candidate head is fitted on the training labels and grades the test micrographs;
 ``chosen`` is what the grader ships (:func:`~micrograde.models.grading.protocol.choose_robust`: the
-blend unless another head beats it by more than the noise in the grader's own cross-validation),
+preferred head, ``physics`` since 2026-11-29 and ``blend`` before, unless another head beats it by
+more than the noise in the grader's own cross-validation),
 ``best-oof`` the head with the best out-of-fold macro-F1 (the grader's choice before 2026-11-28).
 Printed: mean macro-F1 per scenario kind and over all of them.
 

@@ -106,6 +106,12 @@ def test_card_shows_out_of_fold_figures_and_ships_a_model_fitted_on_every_label(
     # the estimate repeats the choice inside each fold; the chosen head's own figures are kept beside it
     assert len(ev["fold_choices"]) == ev["n_folds"] and set(ev["fold_choices"]) <= set(names)
     assert ev["chosen_oof"]["macro_f1"] == pytest.approx(chosen["macro_f1"], abs=0.02)  # temperature only
+    # the card says what was preferred and why another head shipped, if one did
+    rule = ev["choice"]
+    assert rule["preferred"] == "physics" and rule["best_out_of_fold"] in names
+    assert ev["chosen"] in (rule["preferred"], rule["best_out_of_fold"], "baseline")
+    if ev["chosen"] == rule["best_out_of_fold"] != rule["preferred"] and rule["lead_over_preferred"] is not None:
+        assert rule["lead_over_preferred"] > rule["noise"]
 
 
 @pytest.mark.slow
@@ -268,22 +274,25 @@ def test_the_estimate_is_calibrated_with_a_temperature_fitted_outside_the_fold()
     assert (probs.argmax(axis=1) == over.argmax(axis=1)).all()  # a temperature never changes the grade
 
 
-def test_the_robust_choice_keeps_the_blend_unless_another_head_beats_it_beyond_the_noise():
-    from micrograde.models.grading.protocol import choose_robust
+def test_the_robust_choice_keeps_the_preferred_head_unless_another_beats_it_beyond_the_noise():
+    from micrograde.models.grading.protocol import PREFERRED, choose_robust
 
+    assert PREFERRED == "physics"
     y = np.arange(90) % 3
     wrong = (y + 1) % 3
-    blend = _probs(np.where(np.arange(90) < 63, y, wrong))  # right on the first 63
+    preferred = _probs(np.where(np.arange(90) < 63, y, wrong))  # right on the first 63
     close = _probs(np.where(np.arange(90) >= 25, y, wrong))  # right on the last 65: two more, elsewhere
-    assert choose({"blend": summarise(y, blend), "physics": summarise(y, close)}) == "physics"
-    kept = choose_robust(y, {"blend": blend, "physics": close})
-    assert kept.head == "blend" and kept.best == "physics" and 0 < kept.gap < kept.noise
-    assert "blend ships: physics led it by" in kept.note
-    perfect = choose_robust(y, {"blend": blend, "physics": _probs(y)})
-    assert perfect.head == "physics" and perfect.note is None  # far beyond the noise
-    assert choose_robust(y, {"baseline": blend, "physics": close}).head == "physics"  # no blend: the plain choice
-    # never below the baseline: a blend within the noise of the best but under the baseline does not ship
-    under = choose_robust(y, {"baseline": close, "blend": blend, "physics": close})
+    assert choose({"physics": summarise(y, preferred), "combined": summarise(y, close)}) == "combined"
+    kept = choose_robust(y, {"physics": preferred, "combined": close})
+    assert kept.head == "physics" and kept.best == "combined" and 0 < kept.gap < kept.noise
+    assert "physics ships: combined led it by" in kept.note
+    perfect = choose_robust(y, {"physics": preferred, "combined": _probs(y)})
+    assert perfect.head == "combined" and perfect.note is None  # far beyond the noise
+    assert choose_robust(y, {"baseline": preferred, "combined": close}).head == "combined"  # no physics: plain choice
+    # the preference can be named: the blend, as before 2026-11-29
+    assert choose_robust(y, {"blend": preferred, "combined": close}, prefer="blend").head == "blend"
+    # never below the baseline: a preferred head within the noise of the best but under the baseline does not ship
+    under = choose_robust(y, {"baseline": close, "physics": preferred, "combined": close})
     assert under.head == "baseline"
 
 
@@ -292,14 +301,14 @@ def test_the_robust_choice_reuses_the_callers_summaries_and_refuses_ones_for_oth
 
     y = np.arange(90) % 3
     wrong = (y + 1) % 3
-    oof = {"blend": _probs(np.where(np.arange(90) < 63, y, wrong)), "physics": _probs(y)}
+    oof = {"physics": _probs(np.where(np.arange(90) < 63, y, wrong)), "combined": _probs(y)}
     given = {name: summarise(y, p, np.repeat(["s1", "s2", "s3"], 30)) for name, p in oof.items()}
     assert choose_robust(y, oof, summaries=given) == choose_robust(y, oof)
     # the summaries decide the best head: swapped, the choice follows them, not a recomputation
-    swapped = {"blend": given["physics"], "physics": given["blend"]}
-    assert choose_robust(y, oof, summaries=swapped).head == "blend"
+    swapped = {"physics": given["combined"], "combined": given["physics"]}
+    assert choose_robust(y, oof, summaries=swapped).head == "physics"
     with pytest.raises(ValueError, match="summaries are for"):
-        choose_robust(y, oof, summaries={"blend": given["blend"]})
+        choose_robust(y, oof, summaries={"physics": given["physics"]})
 
 
 def test_the_bootstrap_macro_f1_agrees_with_the_reported_one():

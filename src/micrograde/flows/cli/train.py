@@ -95,9 +95,10 @@ def train_cmd(workspace, db, heads, finetune, backbone, weights, embed_views, gr
     Every candidate head (a baseline on the power-spectrum profile and scores; forests on every
     physical measure; a linear head on frozen ImageNet features of the micrograph at 8 A/px; a forest on
     both; the blend of the physical forest and the linear head) is cross-validated with folds that keep
-    sessions whole (leave-one-session-out with 3 or more labelled sessions). The blend is refitted on
-    every label unless another head beats it out of fold beyond the noise (then that head is), and
-    never when it is below the baseline. The summary and the
+    sessions whole (leave-one-session-out with 3 or more labelled sessions). The physical forest, which
+    also measures each micrograph against its own session, is refitted on every label unless another
+    head beats it out of fold beyond the noise (then that head is), and never when it is below the
+    baseline. The summary and the
     card give the out-of-fold figures with the choice repeated inside each fold (the honest estimate
     for a new session), and the chosen head's own figure beside it (optimistic: chosen on it).
 

@@ -13,9 +13,10 @@ Every candidate head (:mod:`.heads`) is fitted in every fold; its out-of-fold (O
 are pooled over the folds and summarised (:func:`summarise`): macro-F1, accuracy, per-class recall
 and precision, the confusion matrix, expected calibration error, log-loss, per session. The head
 with the best OOF macro-F1 (:func:`choose`; ties go to the simpler head) is chosen only if it beats
-the ``blend`` by more than the noise, one bootstrap standard error of the paired difference
-(:func:`choose_robust`); otherwise the blend ships. The choice, the temperature and every figure come
-from OOF predictions only; the shipped head is then refitted on every label.
+the preferred head (:data:`PREFERRED`, the ``physics`` forest, which measures each micrograph
+against its session too) by more than the noise, one bootstrap standard error of the paired
+difference (:func:`choose_robust`); otherwise the preferred head ships. The choice, the temperature
+and every figure come from OOF predictions only; the shipped head is then refitted on every label.
 
 The chosen head's own OOF figures are optimistic: it was chosen because they were the best of
 several, and with few labels the best of five noisy figures is well above what the choice delivers.
@@ -42,9 +43,12 @@ from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.data.metrics import classification_metrics, expected_calibration_error
 
 __all__ = ["Folds", "Choice", "make_folds", "cross_validate", "summarise", "choose", "choose_robust", "selection_oof",
-           "MAX_FOLDS"]
+           "MAX_FOLDS", "PREFERRED"]
 
 MAX_FOLDS = 5
+#: The head that ships unless another beats it beyond the noise (docs/models.md, "Why the physics forest is
+#: preferred"); before 2026-11-29 it was the ``blend``.
+PREFERRED = "physics"
 _EPS = 1e-6
 
 
@@ -196,7 +200,7 @@ class Choice:
                 f"(one bootstrap standard error of the lead: {self.noise:.3f})")
 
 
-def choose_robust(y: np.ndarray, oof: dict[str, np.ndarray], *, prefer: str = "blend", floor: str = "baseline",
+def choose_robust(y: np.ndarray, oof: dict[str, np.ndarray], *, prefer: str = PREFERRED, floor: str = "baseline",
                   n_boot: int = 200, seed: int = 0, summaries: dict[str, dict] | None = None) -> Choice:
     """:func:`choose`, but ``prefer`` is kept unless the best head beats it by more than the noise: the
     best head's OOF macro-F1 must exceed ``prefer``'s by more than one bootstrap standard error of the

@@ -22,6 +22,7 @@ from micrograde.models.grading.features import load_features
 from micrograde.models.grading.grader import TRAINING_FILE, apply_temperature_to_probs, save_heads
 from micrograde.models.grading.heads import BASELINE, HEADS, fit_head, needs_embedding, needs_session
 from micrograde.models.grading.protocol import (
+    PREFERRED,
     choose_robust,
     cross_validate,
     make_folds,
@@ -198,9 +199,10 @@ def train_grader(
     evaluation = _evaluation(folds, table, y, groups, counts, oof, summaries, heads, skipped, chosen, temperature,
                              warnings)
     evaluation["choice"] = {
-        "rule": "the best out-of-fold macro-F1 ships only if it beats the blend by more than one bootstrap "
-                "standard error of the paired difference, and the blend ships only if it is not below the baseline",
-        "best_out_of_fold": choice.best, "lead_over_blend": choice.gap, "noise": choice.noise,
+        "rule": f"the best out-of-fold macro-F1 ships only if it beats {PREFERRED} by more than one bootstrap "
+                f"standard error of the paired difference, and {PREFERRED} ships only if it is not below the baseline",
+        "preferred": PREFERRED,
+        "best_out_of_fold": choice.best, "lead_over_preferred": choice.gap, "noise": choice.noise,
     }
     oof_fig = evaluation["oof"]
     say(f"out-of-fold estimate (head and temperature chosen inside each fold: "
