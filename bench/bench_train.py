@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from micrograde.models.grading import Embedder, EmbeddingStore, Grader, GraderConfig, train_grader
+    from micrograde.models.grading.sessions import reference_keys
 
     started = time.perf_counter()
     root = Path(args.tmp or Path(tempfile.gettempdir()) / f"mg-bench-train-{args.n}")
@@ -56,14 +57,16 @@ def main(argv: list[str] | None = None) -> None:
     embed_s = time.perf_counter() - t
     model_dir = root / "models" / f"bench-{int(time.time())}"
     t = time.perf_counter()
+    # each session's first micrographs stand for it, as in a workspace (models/grading/sessions.py)
+    references = reference_keys(keys, list(table["session"]))
     outcome = train_grader(table, root / "cache", model_dir, GraderConfig(), model_id=model_dir.name, progress=True,
-                           log=print)
+                           log=print, references=references)
     train_s = time.perf_counter() - t
     t = time.perf_counter()
     grader = Grader(model_dir)
     load_s = time.perf_counter() - t
     t = time.perf_counter()
-    grader.predict(keys, cache_dir=root / "cache")
+    grader.predict(keys, cache_dir=root / "cache", sessions=list(table["session"]), references=references)
     predict_s = time.perf_counter() - t
     ev = outcome.card["evaluation"]
     res = {
