@@ -66,3 +66,25 @@ def test_stored_grades_follow_the_sessions_reference_as_it_grows(session_workspa
     assert grown["session_reference"].iloc[0] != rows["session_reference"].iloc[0]
     _, n3 = predict_cached(grader, ws.cache_dir, keys, extra=grown.iloc[:24], references=grown_refs)
     assert n3 == 0
+
+
+def test_a_session_too_small_to_stand_for_itself_is_named_in_the_warnings(session_workspace):
+    from micrograde.flows.assess import _reference_warnings
+    from micrograde.models.grading import Grader
+    from micrograde.models.grading.sessions import MIN_REFERENCE
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.catalogue.query import micrograph_table
+    from micrograde.pipeline.config import IngestConfig
+
+    ws, src, rng = session_workspace
+    grader = Grader(ws.models_dir / "m")
+    assert _reference_warnings(ws, grader, micrograph_table(ws)) == []  # 24 micrographs: its own median
+    small = src.parent / "grid_2"
+    small.mkdir()
+    for i in range(MIN_REFERENCE - 3):
+        write_mrc(small / f"mic_{i}.mrc", rng.normal(size=(128, 128)).astype(np.float32), voxel_size=1.0)
+        assert ingest_file(ws, str(small / f"mic_{i}.mrc"), IngestConfig()).ingested == 1
+    found = _reference_warnings(ws, grader, micrograph_table(ws))
+    assert [(w.session, w.kind) for w in found] == [("grid_2", "session-reference")]
+    assert f"only {MIN_REFERENCE - 3} micrographs" in found[0].message and "training micrographs' median" in \
+        found[0].message

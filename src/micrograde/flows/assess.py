@@ -96,6 +96,18 @@ def session_references(ws, predictor, rows: pd.DataFrame) -> tuple[pd.DataFrame,
     return rows.assign(session_reference=[digests.get(str(s), "none") for s in rows["session"]]), references
 
 
+def _reference_warnings(ws, predictor, table: pd.DataFrame) -> list:
+    """Warnings for the sessions a session-measuring grader graded against its training median (too few
+    micrographs to stand for themselves)."""
+    if not getattr(predictor, "needs_session", False) or "session" not in table.columns:
+        return []
+    from micrograde.models.grading.sessions import MIN_REFERENCE
+    from micrograde.pipeline.report.ood import reference_warnings
+
+    _rows, refs = session_references(ws, predictor, table[["session"]].dropna().drop_duplicates())
+    return reference_warnings({s: len(keys) for s, keys in (refs or {}).items()}, minimum=MIN_REFERENCE)
+
+
 def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consensus: pd.DataFrame | None = None,
                    counts: dict | None = None) -> Iterator[pd.DataFrame]:
     """The predictions table of micrographs ``ids``, ``cfg.chunk_size`` micrographs at a time (in id order).
@@ -189,7 +201,7 @@ def report_task(ctx: RunContext, name: str, model_id: str, ids: list[int], rejec
             except BaseException:
                 sink.abort()
                 raise
-            warnings = ood_warnings(table, predictor.card)
+            warnings = ood_warnings(table, predictor.card) + _reference_warnings(ws, predictor, table)
             run_info = {**run_info, "inputs_digest": digest_of(sorted(table["cache_key"]))}
             files = write_outputs(folder, table, card=predictor.card, rejects=rejects, get_images=get_images,
                                   run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,

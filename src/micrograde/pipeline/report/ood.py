@@ -15,7 +15,7 @@ import pandas as pd
 
 from micrograde.pipeline.features import feature
 
-__all__ = ["OodWarning", "ood_warnings", "PIXEL_SIZE_TOLERANCE", "SCORE_OUTSIDE_FRACTION"]
+__all__ = ["reference_warnings", "OodWarning", "ood_warnings", "PIXEL_SIZE_TOLERANCE", "SCORE_OUTSIDE_FRACTION"]
 
 #: A pixel size counts as seen when within this relative distance of a training pixel size.
 PIXEL_SIZE_TOLERANCE = 0.10
@@ -38,7 +38,8 @@ def _feature_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class OodWarning:
-    """One warning: ``kind`` is ``detector``, ``pixel_size``, ``grid_material``, ``score`` or ``card``."""
+    """One warning: ``kind`` is ``detector``, ``pixel_size``, ``grid_material``, ``score``, ``card`` or
+    ``session-reference``."""
 
     session: str
     kind: str
@@ -159,3 +160,14 @@ def ood_warnings(predictions: pd.DataFrame, card: Mapping | None) -> list[OodWar
         if ranges:
             warnings += _score_warnings(session, rows, ranges)
     return warnings
+
+
+def reference_warnings(sizes: Mapping[str, int], *, minimum: int) -> list[OodWarning]:
+    """A warning for every session whose reference (``sizes``: micrographs that stand for it) is below
+    ``minimum``, so that a grader measuring micrographs against their session measured them against
+    its training micrographs instead (``micrograde.models.grading.sessions``)."""
+    return [OodWarning(str(session), "session-reference",
+                       f"Session {session!r}: only {n} micrograph{'s' if n != 1 else ''} in the workspace, fewer than "
+                       f"{minimum}, so its micrographs were measured against the training micrographs' median, not "
+                       f"their own session's; its grades will change once it has {minimum}.")
+            for session, n in sorted(sizes.items()) if n < minimum]
