@@ -258,8 +258,9 @@ def _session_block(feats, table: pd.DataFrame, cache_dir: Path, references) -> t
         parts.append(f"each micrograph also measured against its session's median (reference micrographs: "
                      f"{', '.join(measured)})")
     if short or not measured or any(s is None or s != s for s in sessions):  # s != s: NaN
-        parts.append(f"against the training median where a session has fewer than {MIN_REFERENCE} micrographs "
-                     f"or none is named{' (' + ', '.join(short) + ')' if short else ''}")
+        parts.append(f"{'' if measured else 'each micrograph '}measured against the training micrographs' median "
+                     f"where a session has fewer than {MIN_REFERENCE} micrographs or none is named"
+                     f"{' (' + ', '.join(short) + ')' if short else ''}")
     note = "; ".join(parts)
     return feats, {"min_micrographs": MIN_REFERENCE, "max_micrographs": MAX_REFERENCE,
                    "fallback": [None if np.isnan(v) else float(v) for v in fallback], "note": note}

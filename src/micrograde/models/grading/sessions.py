@@ -7,7 +7,7 @@ values, how far each micrograph lies from its session's median. On the developme
 (``bench/dev_grading.py``, 2026-11-29) the physics forest with that block graded held-out sessions
 at mean macro-F1 0.637 against 0.536 without it, and 0.609 against 0.555 when the sessions' class
 mixes were skewed (70 % good, 70 % bad, 50/30/20, 20/30/50; the medians taken over the skewed
-session alone); docs/grading.md, "Sessions".
+session alone); docs/models.md, "Sessions".
 
 The reference of a session is the first :data:`MAX_REFERENCE` of its micrographs (in the order
 the caller gives: ingest order in a workspace), so a session's grades stop moving once it has that
