@@ -88,3 +88,23 @@ def test_a_session_too_small_to_stand_for_itself_is_named_in_the_warnings(sessio
     assert [(w.session, w.kind) for w in found] == [("grid_2", "session-reference")]
     assert f"only {MIN_REFERENCE - 3} micrographs" in found[0].message and "training micrographs' median" in \
         found[0].message
+
+
+def test_a_run_reads_each_sessions_reference_from_the_catalogue_once(session_workspace, monkeypatch):
+    from micrograde.flows.assess import workspace_references
+    from micrograde.pipeline.catalogue import query
+
+    ws, _src, _rng = session_workspace
+    asked = []
+    real = query.session_cache_keys
+
+    def counting(ws_, sessions, **kw):
+        asked.append(list(sessions))
+        return real(ws_, sessions, **kw)
+
+    monkeypatch.setattr(query, "session_cache_keys", counting)
+    known: dict = {}
+    first = workspace_references(ws, ["grid_1", "grid_1", "absent"], None, known)
+    again = workspace_references(ws, ["grid_1"], None, known)
+    assert asked == [["absent", "grid_1"]]  # the second chunk's session was known
+    assert len(first["grid_1"]) == 24 and first["absent"] == [] and again == {"grid_1": first["grid_1"]}

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from micrograde.pipeline.report.outputs import OutputFiles
 
 __all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks",
-           "session_references"]
+           "session_references", "workspace_references"]
 
 
 class NothingToAssessError(LookupError):
@@ -80,18 +80,33 @@ class AssessOutcome:
     n_rejected: int = 0
 
 
-def session_references(ws, predictor, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]] | None]:
-    """For a grader that measures micrographs against their session (``needs_session``): ``rows`` with the
-    ``session_reference`` digest of each row's session, and the reference keys of those sessions (the first
-    micrographs ingested in each, from the catalogue); otherwise ``rows`` as they are and None."""
-    if not getattr(predictor, "needs_session", False):
-        return rows, None
-    from micrograde.models.grading.sessions import MAX_REFERENCE, reference_digest
+def workspace_references(ws, sessions, preprocess_key: str | None,
+                         known: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """The reference keys of each of ``sessions`` (its first micrographs ingested with ``preprocess_key``, from
+    the catalogue: :mod:`micrograde.models.grading.sessions`). ``known``: references already read in this run
+    (ingest is over before grading starts), reused, and extended with those read now."""
+    from micrograde.models.grading.sessions import MAX_REFERENCE
     from micrograde.pipeline.catalogue.query import session_cache_keys
 
-    sessions = [str(s) for s in rows["session"].dropna().unique()]
+    known = {} if known is None else known
+    names = sorted({str(s) for s in sessions})
+    missing = [n for n in names if n not in known]
+    if missing:
+        known.update(session_cache_keys(ws, missing, limit=MAX_REFERENCE, preprocess_key=preprocess_key))
+    return {n: known[n] for n in names}
+
+
+def session_references(ws, predictor, rows: pd.DataFrame, known: dict[str, list[str]] | None = None
+                       ) -> tuple[pd.DataFrame, dict[str, list[str]] | None]:
+    """For a grader that measures micrographs against their session (``needs_session``): ``rows`` with the
+    ``session_reference`` digest of each row's session, and the reference keys of those sessions
+    (:func:`workspace_references`; ``known`` as there); otherwise ``rows`` as they are and None."""
+    if not getattr(predictor, "needs_session", False):
+        return rows, None
+    from micrograde.models.grading.sessions import reference_digest
+
     key = predictor.card["input"]["preprocess"].get("preprocess_key")
-    references = session_cache_keys(ws, sessions, limit=MAX_REFERENCE, preprocess_key=key)
+    references = workspace_references(ws, rows["session"].dropna().unique(), key, known)
     digests = {s: reference_digest(k) for s, k in references.items()}
     return rows.assign(session_reference=[digests.get(str(s), "none") for s in rows["session"]]), references
 
@@ -127,8 +142,9 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
     # one set of CTF columns for the whole run, so every chunk has the same columns: a query of the
     # stored features alone, chunk by chunk, stopping once every CTF column has a value
     ctf = features_present(ws, ids, feature_names("ctf"), chunk_size=cfg.chunk_size)
+    known: dict[str, list[str]] = {}  # each session's reference, read from the catalogue once per run
     for part in chunks:
-        rows, references = session_references(ws, predictor, micrograph_table(ws, part))
+        rows, references = session_references(ws, predictor, micrograph_table(ws, part), known)
         probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
                                          num_workers=cfg.num_workers, progress=False, extra=rows,
                                          references=references)

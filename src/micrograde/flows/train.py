@@ -66,13 +66,12 @@ def load_labelled_task(ctx: RunContext) -> pd.DataFrame:
 
 @task(name="train-grader", cache_policy=NO_CACHE)
 def train_task(ctx: RunContext, table: pd.DataFrame, cfg: GraderConfig, model_id: str) -> GraderOutcome:
-    from micrograde.models.grading.sessions import MAX_REFERENCE
-    from micrograde.pipeline.catalogue.query import session_cache_keys
+    from micrograde.flows.assess import workspace_references
 
     ws = ctx.workspace()
     # every micrograph of a labelled session may stand for it, labelled or not (the first ones ingested)
-    references = session_cache_keys(ws, [str(s) for s in table["session"].dropna().unique()], limit=MAX_REFERENCE,
-                                    preprocess_key=cfg.preprocess.digest()) if "session" in table.columns else None
+    references = (workspace_references(ws, table["session"].dropna().unique(), cfg.preprocess.digest())
+                  if "session" in table.columns else None)
     return train_grader(table, ws.cache_dir, ws.models_dir / model_id, cfg, model_id=model_id,
                         command_line=ctx.command, progress=ctx.progress,
                         log=print if ctx.progress else (lambda _l: None), references=references)
