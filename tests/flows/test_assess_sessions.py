@@ -108,3 +108,74 @@ def test_a_run_reads_each_sessions_reference_from_the_catalogue_once(session_wor
     again = workspace_references(ws, ["grid_1"], None, known)
     assert asked == [["absent", "grid_1"]]  # the second chunk's session was known
     assert len(first["grid_1"]) == 24 and first["absent"] == [] and again == {"grid_1": first["grid_1"]}
+
+
+def test_a_grade_does_not_depend_on_the_chunk_when_sessions_medians_read_ctf_estimates(tmp_path, monkeypatch):
+    """The user's CTF estimates (catalogue values, not cached) of every reference micrograph enter its session's
+    median, so a micrograph graded in a chunk of one gets the grade it gets among all of its session."""
+    import pandas as pd
+
+    from micrograde.flows.assess import (
+        AssessConfig,
+        predict_chunks,
+        reference_rows,
+        session_references,
+        with_reference_rows,
+    )
+    from micrograde.models.batch_predict import prediction_cache_path
+    from micrograde.models.grading import Grader, GraderConfig, run, train_grader
+    from micrograde.models.grading.protocol import Choice
+    from micrograde.models.grading.sessions import MAX_REFERENCE
+    from micrograde.pipeline.catalogue.ctf import import_ctf
+    from micrograde.pipeline.catalogue.ingest import ingest_file
+    from micrograde.pipeline.catalogue.query import micrograph_table, session_cache_keys
+    from micrograde.pipeline.catalogue.workspace import Workspace
+    from micrograde.pipeline.config import IngestConfig
+    from micrograde.pipeline.io.ctf import CtfTable
+
+    src = tmp_path / "src" / "grid_1"
+    src.mkdir(parents=True)
+    ws = Workspace.open(tmp_path / "ws")
+    rng = np.random.default_rng(5)
+    n = 30
+    for i in range(n):
+        write_mrc(src / f"mic_{i:03d}.mrc", rng.normal(size=(128, 128)).astype(np.float32), voxel_size=1.0)
+        assert ingest_file(ws, str(src / f"mic_{i:03d}.mrc"), IngestConfig()).ingested == 1
+    labels = [("good", "medium", "bad")[i % 3] for i in range(n)]
+    # the grade is in the CTF estimates alone (the images are alike): resolution and defocus by label
+    res = {"good": 3.0, "medium": 6.0, "bad": 12.0}
+    ctf = pd.DataFrame({"micrograph": [f"mic_{i:03d}.mrc" for i in range(n)],
+                        "ctf_resolution_A": [res[lab] + rng.uniform(0, 1) for lab in labels],
+                        "ctf_defocus_um": rng.uniform(0.8, 2.5, n)})
+    assert import_ctf(ws, [CtfTable(tmp_path / "ctf.star", ctf, ("ctf_resolution_A", "ctf_defocus_um"))]).matched == n
+    table = micrograph_table(ws).assign(label=labels)
+    monkeypatch.setattr(run, "choose_robust", lambda y, oof, **kw: Choice("physics", "physics"))
+    cfg = GraderConfig(heads=("baseline", "physics"), finetune="never")
+    refs = session_cache_keys(ws, ["grid_1"], limit=MAX_REFERENCE, preprocess_key=cfg.preprocess.digest())
+    rows = reference_rows(ws, refs)
+    assert rows is not None and sorted(rows["cache_key"]) == sorted(refs["grid_1"])
+    assert rows["ctf_resolution_A"].notna().all()
+    train_grader(table.iloc[:24], ws.cache_dir, ws.models_dir / "m", cfg, model_id="m", progress=False,
+                 references=refs, reference_rows=rows)
+    grader = Grader(ws.models_dir / "m")
+    assert grader.needs_session and "ctf_resolution_A" in grader.catalogue_features
+
+    ids = [int(i) for i in table["id"]]
+    graded = {}
+    for size in (1, n):
+        prediction_cache_path(ws.cache_dir, "m").unlink(missing_ok=True)  # graded afresh each time, as a new
+        fresh = Grader(ws.models_dir / "m")  # run would (a grader keeps the medians it computed)
+        out = pd.concat(predict_chunks(ws, fresh, ids, AssessConfig(model_id="m", chunk_size=size)))
+        graded[size] = out.sort_values("micrograph_id")[["p_good", "p_medium", "p_bad"]].to_numpy()
+    np.testing.assert_allclose(graded[1], graded[n], atol=1e-9)
+
+    # a new estimate for one reference micrograph changes the session's reference digest, so the session's
+    # stored grades are not reused; the micrographs graded keep their own rows' values
+    before, _ = session_references(ws, grader, micrograph_table(ws, ids[-2:]))
+    changed = ctf.iloc[[0]].assign(ctf_resolution_A=20.0)
+    import_ctf(ws, [CtfTable(tmp_path / "new.star", changed, ("ctf_resolution_A",))])
+    after, _ = session_references(ws, grader, micrograph_table(ws, ids[-2:]))
+    assert before["session_reference"].nunique() == after["session_reference"].nunique() == 1
+    assert before["session_reference"].iloc[0] != after["session_reference"].iloc[0]
+    extra = with_reference_rows(ws, grader, after, refs)
+    assert list(extra["cache_key"].iloc[-2:]) == list(after["cache_key"]) and len(extra) == n + 2

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from micrograde.pipeline.report.outputs import OutputFiles
 
 __all__ = ["AssessConfig", "AssessOutcome", "NothingToAssessError", "assess_flow", "model_preprocess", "predict_chunks",
-           "session_references", "workspace_references"]
+           "session_references", "workspace_references", "reference_rows", "with_reference_rows"]
 
 
 class NothingToAssessError(LookupError):
@@ -96,18 +96,67 @@ def workspace_references(ws, sessions, preprocess_key: str | None,
     return {n: known[n] for n in names}
 
 
-def session_references(ws, predictor, rows: pd.DataFrame, known: dict[str, list[str]] | None = None
+def reference_rows(ws, references: dict[str, list[str]] | None,
+                   known: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame | None:
+    """The catalogue rows of the micrographs that stand for each session of ``references`` (session -> cache
+    keys), for the features read from the catalogue rather than the cache (the user's CTF estimates): a
+    session's median then has every reference micrograph's values, not only those of the micrographs graded
+    or labelled beside them. ``known``: rows already read in this run (by session), reused and extended."""
+    if not references:
+        return None
+    known = {} if known is None else known
+    missing = [s for s in references if s not in known]
+    keys = [k for s in missing for k in references[s]]
+    if missing:
+        table = micrograph_table(ws, cache_keys=keys) if keys else None
+        for s in missing:
+            known[s] = (table[table["cache_key"].isin(references[s])] if table is not None
+                        else pd.DataFrame(columns=["cache_key"]))
+    parts = [known[s] for s in references if len(known[s])]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _ctf_read(predictor) -> list[str]:
+    """The catalogue features (the user's CTF estimates) a grader reads, besides its session reference."""
+    return [n for n in getattr(predictor, "catalogue_features", ()) if n != "session_reference"]
+
+
+def with_reference_rows(ws, predictor, rows: pd.DataFrame, references: dict[str, list[str]] | None,
+                        known: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """``rows`` (catalogue rows to grade) preceded by the reference micrographs' rows
+    (:func:`reference_rows`) when the grader reads the user's CTF estimates and measures micrographs against
+    their session; otherwise ``rows``. Keyed lookups take the graded rows' own values (they come last)."""
+    refs = reference_rows(ws, references, known) if _ctf_read(predictor) else None
+    return rows if refs is None else pd.concat([refs, rows], ignore_index=True)
+
+
+def session_references(ws, predictor, rows: pd.DataFrame, known: dict[str, list[str]] | None = None,
+                       known_rows: dict[str, pd.DataFrame] | None = None
                        ) -> tuple[pd.DataFrame, dict[str, list[str]] | None]:
     """For a grader that measures micrographs against their session (``needs_session``): ``rows`` with the
-    ``session_reference`` digest of each row's session, and the reference keys of those sessions
-    (:func:`workspace_references`; ``known`` as there); otherwise ``rows`` as they are and None."""
+    ``session_reference`` digest of each row's session (its reference keys and, for a grader that reads the
+    user's CTF estimates, their values: a new estimate for a reference micrograph grades its session again),
+    and the reference keys of those sessions (:func:`workspace_references`; ``known`` as there; ``known_rows``
+    as :func:`reference_rows`'s ``known``); otherwise ``rows`` as they are and None."""
     if not getattr(predictor, "needs_session", False):
         return rows, None
     from micrograde.models.grading.sessions import reference_digest
 
     key = predictor.card["input"]["preprocess"].get("preprocess_key")
     references = workspace_references(ws, rows["session"].dropna().unique(), key, known)
-    digests = {s: reference_digest(k) for s, k in references.items()}
+    ctf = _ctf_read(predictor)
+    known_rows = {} if known_rows is None else known_rows
+
+    def values(session: str, keys: list[str]) -> list[float] | None:
+        if not ctf:
+            return None
+        refs = reference_rows(ws, {session: keys}, known_rows)
+        by_key = (refs.drop_duplicates("cache_key", keep="last").set_index("cache_key") if refs is not None
+                  else pd.DataFrame())
+        return [float(pd.to_numeric(by_key.at[k, n], errors="coerce"))
+                if k in by_key.index and n in by_key.columns else float("nan") for k in keys for n in ctf]
+
+    digests = {s: reference_digest(k, values(s, k)) for s, k in references.items()}
     return rows.assign(session_reference=[digests.get(str(s), "none") for s in rows["session"]]), references
 
 
@@ -143,10 +192,12 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
     # stored features alone, chunk by chunk, stopping once every CTF column has a value
     ctf = features_present(ws, ids, feature_names("ctf"), chunk_size=cfg.chunk_size)
     known: dict[str, list[str]] = {}  # each session's reference, read from the catalogue once per run
+    known_rows: dict[str, pd.DataFrame] = {}  # and its micrographs' catalogue rows (CTF estimates), likewise
     for part in chunks:
-        rows, references = session_references(ws, predictor, micrograph_table(ws, part), known)
+        rows, references = session_references(ws, predictor, micrograph_table(ws, part), known, known_rows)
         probs, n_cached = predict_cached(predictor, ws.cache_dir, list(rows["cache_key"]), batch_size=cfg.batch_size,
-                                         num_workers=cfg.num_workers, progress=False, extra=rows,
+                                         num_workers=cfg.num_workers, progress=False,
+                                         extra=with_reference_rows(ws, predictor, rows, references, known_rows),
                                          references=references)
         if counts is not None:
             counts["n_cached"] = counts.get("n_cached", 0) + n_cached

@@ -66,7 +66,7 @@ def load_labelled_task(ctx: RunContext) -> pd.DataFrame:
 
 @task(name="train-grader", cache_policy=NO_CACHE)
 def train_task(ctx: RunContext, table: pd.DataFrame, cfg: GraderConfig, model_id: str) -> GraderOutcome:
-    from micrograde.flows.assess import workspace_references
+    from micrograde.flows.assess import reference_rows, workspace_references
 
     ws = ctx.workspace()
     # every micrograph of a labelled session may stand for it, labelled or not (the first ones ingested)
@@ -74,7 +74,8 @@ def train_task(ctx: RunContext, table: pd.DataFrame, cfg: GraderConfig, model_id
                   if "session" in table.columns else None)
     return train_grader(table, ws.cache_dir, ws.models_dir / model_id, cfg, model_id=model_id,
                         command_line=ctx.command, progress=ctx.progress,
-                        log=print if ctx.progress else (lambda _l: None), references=references)
+                        log=print if ctx.progress else (lambda _l: None), references=references,
+                        reference_rows=reference_rows(ws, references))
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
@@ -136,10 +137,12 @@ def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequen
     if table.empty:
         raise ModelNotFoundError(f"no {what} to evaluate model {model_id} on: label micrographs it has not seen "
                                  "(its out-of-fold figures are in its card and `micrograde train`'s summary)")
-    from micrograde.flows.assess import session_references
+    from micrograde.flows.assess import session_references, with_reference_rows
 
-    table, references = session_references(ws, grader, table)
-    extra = {"extra": table} if getattr(grader, "catalogue_features", ()) else {}
+    known_rows: dict[str, pd.DataFrame] = {}  # the reference micrographs' catalogue rows, read once
+    table, references = session_references(ws, grader, table, known_rows=known_rows)
+    extra = ({"extra": with_reference_rows(ws, grader, table, references, known_rows)}
+             if getattr(grader, "catalogue_features", ()) else {})
     if references is not None:
         extra["references"] = references
     probs = grader.predict(list(table["cache_key"]), cache_dir=ws.cache_dir, **extra)

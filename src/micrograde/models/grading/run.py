@@ -139,11 +139,14 @@ def train_grader(
     progress: bool = True,
     log: Callable[[str], None] = lambda _line: None,
     references: Mapping[str, Sequence[str]] | None = None,
+    reference_rows: pd.DataFrame | None = None,
 ) -> GraderOutcome:
     """Cross-validate, choose, refit on every label and save; see the module docstring.
 
     ``references``: the cache keys that stand for each session (:func:`.sessions.reference_keys` of every
-    micrograph of the session in the workspace, labelled or not); default: its labelled micrographs."""
+    micrograph of the session in the workspace, labelled or not); default: its labelled micrographs.
+    ``reference_rows``: the catalogue rows of those micrographs (``cache_key`` and the CTF columns), so that
+    the user's CTF estimates of unlabelled reference micrographs enter the sessions' medians too."""
     cfg = cfg or GraderConfig()
     table = _check(table, cfg)
     lines: list[str] = []
@@ -167,7 +170,7 @@ def train_grader(
     feats = load_features(list(table["cache_key"]), Path(cache_dir), embeddings=store, extra=table, progress=progress)
     session_ref = None
     if needs_session(heads):
-        feats, session_ref = _session_block(feats, table, Path(cache_dir), references)
+        feats, session_ref = _session_block(feats, table, Path(cache_dir), references, reference_rows)
         say(session_ref["note"])
     folds = make_folds(groups, y, group_by=cfg.group_by, seed=cfg.seed)
     say(folds.note)
@@ -238,8 +241,9 @@ def train_grader(
     return GraderOutcome(model_id, model_dir, card, oof_fig, warnings, lines)
 
 
-def _session_block(feats, table: pd.DataFrame, cache_dir: Path, references) -> tuple:
-    """``feats`` with the ``session`` block, and what the card keeps of it (the fallback median)."""
+def _session_block(feats, table: pd.DataFrame, cache_dir: Path, references, reference_rows=None) -> tuple:
+    """``feats`` with the ``session`` block, and what the card keeps of it (the fallback median).
+    ``reference_rows``: catalogue rows of the reference micrographs, whose CTF estimates enter the medians."""
     from micrograde.models.grading.features import reference_median
     from micrograde.models.grading.sessions import MAX_REFERENCE, MIN_REFERENCE, add_session_block, reference_keys
 
@@ -248,9 +252,10 @@ def _session_block(feats, table: pd.DataFrame, cache_dir: Path, references) -> t
         references = reference_keys(list(table["cache_key"]), sessions)
     fallback = reference_median(feats)
     measures = feats.names["measures"]
+    extra = table if reference_rows is None else pd.concat([reference_rows, table], ignore_index=True)
     feats, used = add_session_block(
         feats, sessions, references, fallback=fallback,
-        load=lambda keys: load_features(keys, cache_dir, measure_names=measures, extra=table))
+        load=lambda keys: load_features(keys, cache_dir, measure_names=measures, extra=extra))
     measured = [f"{s}: {n}" for s, n in sorted(used.items()) if n]
     short = sorted(s for s, n in used.items() if n == 0)
     parts = []

@@ -45,13 +45,16 @@ def reference_keys(keys: Sequence[str], sessions: Sequence) -> dict[str, list[st
     return out
 
 
-def reference_digest(keys: Sequence[str]) -> str:
+def reference_digest(keys: Sequence[str], values: Sequence[float] | None = None) -> str:
     """A short digest of a session's reference (what its micrographs' grades depend on beyond their own inputs);
-    a reference too small to be used has the same digest whatever it holds."""
+    a reference too small to be used has the same digest whatever it holds. ``values``: the catalogue values
+    its micrographs bring to the median (the user's CTF estimates), when the grader reads any."""
     import hashlib
 
     keys = list(dict.fromkeys(str(k) for k in keys))[:MAX_REFERENCE]
     text = "fallback" if len(keys) < MIN_REFERENCE else ",".join(keys)
+    if values is not None and len(keys) >= MIN_REFERENCE:
+        text += "|" + ",".join(repr(float(v)) for v in values)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

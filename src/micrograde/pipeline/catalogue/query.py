@@ -25,8 +25,10 @@ def _by_id(stmt, ids: Sequence[int] | None):
     return stmt if ids is None else stmt.where(Micrograph.id.in_([int(i) for i in ids]))
 
 
-def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFrame:
-    """One row per micrograph with its session's metadata.
+def micrograph_table(ws: Workspace, ids: list[int] | None = None, *,
+                     cache_keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per micrograph (of ``ids``, and/or with one of ``cache_keys``, when given) with its session's
+    metadata.
 
     Columns: every ``micrographs`` column (``id``, ``path``, ``name``, ``frame``, ``digest``,
     ``pixel_size``, ``cache_key``, ...) except ``features``, which is spread into one float column per
@@ -37,6 +39,8 @@ def micrograph_table(ws: Workspace, ids: list[int] | None = None) -> pd.DataFram
     cols = [c for c in Micrograph.__table__.columns if c.name != "features"]
     stmt = _by_id(select(*cols, SessionRow.name.label("session"), *(getattr(SessionRow, c) for c in _SESSION_COLUMNS)),
                   ids).add_columns(Micrograph.features)
+    if cache_keys is not None:
+        stmt = stmt.where(Micrograph.cache_key.in_([str(k) for k in cache_keys]))
     with ws.session() as s:
         rows = s.execute(stmt).mappings().all()
     names = [c.name for c in cols] + ["session", *_SESSION_COLUMNS]
