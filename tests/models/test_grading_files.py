@@ -137,3 +137,40 @@ def test_the_train_command_names_every_candidate_head_in_its_help():
 
     text = next(p.help for p in train_cmd.params if p.name == "heads")
     assert f"default: {','.join(HEADS)};" in text
+
+
+def test_reading_a_grader_imports_neither_torch_nor_all_of_scikit_learn_and_trusts_only_the_heads_types(tmp_path):
+    """In a fresh process (as every command is), loading forest and linear heads leaves torch unimported and
+    scikit-learn's estimator list untouched; a heads file with another scikit-learn estimator (one skops itself
+    would trust) is refused."""
+    import subprocess
+    import sys
+
+    feats, y = _features()
+    save_heads(tmp_path, {"physics": fit_head("physics", feats, y), "embedding": fit_head("embedding", feats, y)})
+    from sklearn.svm import SVC
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "heads.skops").write_bytes(sio.dumps({"baseline": {"forest": SVC().fit(feats.blocks["level"], y)}}))
+    script = f"""
+import hashlib, sys
+from pathlib import Path
+from micrograde.models.grading.grader import GraderFileError, load_heads
+def entry(folder):
+    return {{"file": "heads.skops", "sha256": hashlib.sha256((folder / "heads.skops").read_bytes()).hexdigest()}}
+heads = load_heads(Path({str(tmp_path)!r}), entry(Path({str(tmp_path)!r})))
+assert sorted(heads) == ["embedding", "physics"], sorted(heads)
+import sklearn.utils
+assert sklearn.utils.all_estimators.__name__ == "all_estimators"  # restored after skops loaded
+assert "torch" not in sys.modules, "torch was imported"
+try:
+    load_heads(Path({str(foreign)!r}), entry(Path({str(foreign)!r})))
+except GraderFileError as exc:
+    assert "does not trust" in str(exc) and "SVC" in str(exc), exc
+else:
+    raise AssertionError("a heads file holding an SVC was loaded")
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

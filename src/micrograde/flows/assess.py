@@ -181,7 +181,7 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
     given) gains ``n_cached``: predictions found in the model's prediction cache.
     """
     from micrograde.models.batch_predict import predict_cached
-    from micrograde.models.infer import apply_thresholds
+    from micrograde.models.thresholds import apply_thresholds
     from micrograde.pipeline.features import feature_names
     from micrograde.pipeline.report.outputs import prediction_table
 
@@ -343,7 +343,7 @@ def assess_flow(sources: Sequence[str], ctx: RunContext, ingest_cfg: IngestConfi
 
 def model_preprocess(model_dir: Path) -> PreprocessConfig:
     """The preprocessing a model was trained with (from its card): new micrographs must match it."""
-    from micrograde.models.checkpoint import read_card
+    from micrograde.models.cards import read_card
 
     pre = read_card(model_dir)["input"].get("preprocess", {})
     fields = set(PreprocessConfig.model_fields)

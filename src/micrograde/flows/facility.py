@@ -237,7 +237,7 @@ def _ingest_config(ws: Workspace, ingest_cfg: IngestConfig | None, cfg: Facility
     if not cfg.assess or (cfg.model_id is None and _latest_model(ws) is None):
         return ingest_cfg
     from micrograde.flows.assess import model_preprocess
-    from micrograde.flows.train import latest_model_id
+    from micrograde.pipeline.catalogue.query import latest_model_id
 
     model_dir = ws.models_dir / latest_model_id(ws, cfg.model_id)
     return ingest_cfg.model_copy(update={"preprocess": model_preprocess(model_dir)})

@@ -31,9 +31,9 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
     model errors of :mod:`micrograde.models.checkpoint` (``ModelLoadError``, ``ModelCardMismatch``)
     for an unusable model, and ``ModelNotFoundError`` when the workspace has no model at all.
     """
-    from micrograde.flows.train import ModelNotFoundError, latest_model_id
-    from micrograde.models.checkpoint import check_card, read_card
-    from micrograde.models.infer import check_thresholds
+    from micrograde.models.cards import check_card, read_card
+    from micrograde.models.thresholds import check_thresholds
+    from micrograde.pipeline.catalogue.query import ModelNotFoundError, latest_model_id
     from micrograde.pipeline.export.cryosparc import CsFormatError, read_cs
     from micrograde.pipeline.export.relion import StarFormatError, read_star
     from micrograde.pipeline.io.ctf import CtfFormatError, read_ctf

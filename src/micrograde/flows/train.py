@@ -9,13 +9,12 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import select
 
 from micrograde.flows.context import RunContext
 from micrograde.flows.runners import make_task_runner
 from micrograde.labeling.consensus import consensus_table
 from micrograde.models.grading import GraderConfig, GraderOutcome, train_grader
-from micrograde.pipeline.catalogue.query import micrograph_table
+from micrograde.pipeline.catalogue.query import ModelNotFoundError, latest_model_id, micrograph_table
 from micrograde.pipeline.catalogue.schema import ModelRow
 from micrograde.pipeline.catalogue.workspace import Workspace, new_run_id
 
@@ -26,10 +25,6 @@ __all__ = [
     "train_flow",
     "evaluate_flow",
 ]
-
-
-class ModelNotFoundError(LookupError):
-    """No trained model (or not the one asked for) in the workspace."""
 
 
 def labelled_table(ws: Workspace) -> pd.DataFrame:
@@ -44,19 +39,6 @@ def labelled_table(ws: Workspace) -> pd.DataFrame:
     # a stable order (not catalogue ids, which follow the order parallel ingest tasks finished in),
     # so that the same labelled data and seed give the same split and the same training run
     return table.sort_values(["session", "path", "frame"], kind="stable").reset_index(drop=True)
-
-
-def latest_model_id(ws: Workspace, model_id: str | None = None) -> str:
-    with ws.session() as s:
-        if model_id:
-            if s.get(ModelRow, model_id) is None:
-                known = s.execute(select(ModelRow.id)).scalars().all()
-                raise ModelNotFoundError(f"no model {model_id!r} in {ws.root} (have: {', '.join(known) or 'none'})")
-            return model_id
-        row = s.execute(select(ModelRow).order_by(ModelRow.created_at.desc())).scalars().first()
-    if row is None:
-        raise ModelNotFoundError(f"no trained model in {ws.root}: run `micrograde train --workspace {ws.root}` first")
-    return row.id
 
 
 @task(name="load-labelled", cache_policy=NO_CACHE)
@@ -115,7 +97,7 @@ def evaluate_flow(ctx: RunContext, model_id: str | None = None, sessions: Sequen
     """Metrics of a model on labelled micrographs: those it never saw in training (default), every
     labelled one (``split="all"``), or the labelled micrographs of chosen sessions that it never saw."""
     from micrograde.models.grading.grader import load_grader
-    from micrograde.models.infer import apply_thresholds
+    from micrograde.models.thresholds import apply_thresholds
     from micrograde.pipeline.data.metrics import classification_metrics
 
     ws = ctx.workspace()

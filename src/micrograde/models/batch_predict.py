@@ -12,14 +12,17 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from micrograde.models.infer import Predictor
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.io.atomic import atomic_write_bytes
 from micrograde.pipeline.io.locks import file_lock
+
+if TYPE_CHECKING:  # the network predictor imports torch; a grader with scikit-learn heads does not need it
+    from micrograde.models.infer import Predictor
 
 __all__ = ["predict_cached", "prediction_cache_path"]
 

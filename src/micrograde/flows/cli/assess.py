@@ -80,8 +80,8 @@ def assess_cmd(sources, workspace, db, model_id, star, cs, masks, mask_model, pa
     with early_prefect(ctx.root):
         from micrograde.flows.assess import AssessConfig, NothingToAssessError, assess_flow
         from micrograde.flows.inputs import AssessInputError, check_assess_inputs
-        from micrograde.flows.train import ModelNotFoundError
-        from micrograde.models.checkpoint import ModelCardMismatch, ModelLoadError
+        from micrograde.models.cards import ModelCardMismatch, ModelLoadError
+        from micrograde.pipeline.catalogue.query import ModelNotFoundError
 
         cfg = AssessConfig(model_id=model_id, thresholds=parse_thresholds(thresholds) or None,
                            include_medium=include_medium, star=star, cs=cs, review_url=review_url or None,
@@ -123,7 +123,7 @@ def _check_mask_inputs(root, cfg, sources) -> None:
     from micrograde.flows.masks import ParticleInputError, check_particle_inputs
 
     if cfg.mask_model:
-        from micrograde.models.checkpoint import ModelLoadError, read_card
+        from micrograde.models.cards import ModelLoadError, read_card
         from micrograde.models.segmentation.default import mask_model_dir
         from micrograde.models.segmentation.inputs import MaskInputConfig
         from micrograde.models.segmentation.store import check_mask_card

@@ -15,7 +15,7 @@ BALANCE_CHOICES = ("oversample", "undersample", "class-weights", "none")
 
 def parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
     """``("good=0.7", "bad=0.5")`` -> ``{"good": 0.7, "bad": 0.5}``; a bad item is a usage error."""
-    from micrograde.models.infer import check_thresholds
+    from micrograde.models.thresholds import check_thresholds
 
     out = {}
     for item in values:

@@ -5,7 +5,9 @@ scikit-learn heads, written with skops: no pickle, so a model folder received fr
 cannot run code when loaded) and ``training.csv`` (cache key, label and session of every
 micrograph the shipped head was fitted on). The card names every file with its SHA-256; a file
 that does not match, a file name that leaves the model folder, or a skops file holding types
-other than scikit-learn's own are refused with :class:`GraderFileError`.
+other than those the heads are made of (a forest, its trees, a logistic regression, a scaler, a
+PCA, a pipeline) are refused with :class:`GraderFileError`. Reading a grader imports neither torch
+nor all of scikit-learn (:func:`_skops_io`); only a head that reads image embeddings loads torch.
 
 :class:`Grader` loads a model folder once and gives calibrated probabilities for cache keys.
 """
@@ -17,16 +19,18 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import skops.io as sio
 
-from micrograde.models.checkpoint import ModelLoadError, check_card, read_card
-from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
+from micrograde.models.cards import ModelLoadError, check_card, read_card
 from micrograde.models.grading.features import load_features
 from micrograde.models.grading.heads import HEADS, LEGACY_PHYSICAL_BLOCKS, FittedHead, needs_embedding
 from micrograde.pipeline.config import LABELS
 from micrograde.pipeline.io.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from micrograde.models.grading.embedding import Embedder, EmbeddingStore
 
 __all__ = ["HEADS_FILE", "TRAINING_FILE", "GraderFileError", "save_heads", "load_heads", "model_file", "load_grader",
            "read_training_rows",
@@ -34,8 +38,51 @@ __all__ = ["HEADS_FILE", "TRAINING_FILE", "GraderFileError", "save_heads", "load
 
 HEADS_FILE = "heads.skops"
 TRAINING_FILE = "training.csv"
-#: The only non-default types a heads file may hold (skops trusts numpy and scikit-learn's estimators).
-_TRUSTED = ("sklearn.tree._tree.Tree",)
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _trusted() -> tuple[str, ...]:
+    """The scikit-learn types a heads file may hold (what the heads are made of), beyond skops's own
+    primitives and numpy: anything else in a heads file is refused."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import Tree
+
+    return tuple(_type_name(c) for c in (PCA, RandomForestClassifier, LogisticRegression, Pipeline, StandardScaler,
+                                         DecisionTreeClassifier, Tree))
+
+
+def _skops_io():
+    """``skops.io``, imported without its list of every scikit-learn estimator.
+
+    When ``skops.io`` loads, it lists ``sklearn.utils.all_estimators()`` for its default trusted types, which
+    imports every scikit-learn module and, through scikit-learn's array-API shims, torch: about 1.5 s of
+    every command that reads a grader (``bench/README.md``, start-up). micrograde does not rely on that
+    list: :func:`load_heads` names every type it accepts (:func:`_trusted`). So the list is made empty
+    while skops loads (``all_estimators`` is restored at once). Where ``skops.io`` was imported before (by
+    other code in the same process), it is used as it is: skops then also trusts, by default, every
+    scikit-learn estimator, which skops holds safe to load; a command's own process never imports it first."""
+    import importlib
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    scan = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        sklearn.utils.all_estimators = scan
+
+
 _EPS = 1e-6
 
 
@@ -68,7 +115,7 @@ def model_file(model_dir: Path, entry: Mapping) -> tuple[Path, bytes]:
 
 def save_heads(model_dir: Path, heads: Mapping[str, FittedHead]) -> dict:
     """Write ``heads.skops`` atomically; returns its card entry ``{"file", "sha256"}``."""
-    data = sio.dumps({name: _head_payload(h) for name, h in heads.items()})
+    data = _skops_io().dumps({name: _head_payload(h) for name, h in heads.items()})
     atomic_write_bytes(Path(model_dir) / HEADS_FILE, data)
     return {"file": HEADS_FILE, "sha256": _sha256(data)}
 
@@ -91,10 +138,11 @@ def _head_from_payload(d: Mapping) -> FittedHead:
 def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
     """Load the heads a card entry names (digest, folder and types checked)."""
     _path, data = model_file(model_dir, entry)
+    sio, trusted = _skops_io(), set(_trusted())
     untrusted = set(sio.get_untrusted_types(data=data))
-    if not untrusted <= set(_TRUSTED):
+    if not untrusted <= trusted:
         raise GraderFileError(f"model {Path(model_dir).name}: {HEADS_FILE} holds types micrograde does not trust: "
-                              f"{', '.join(sorted(untrusted - set(_TRUSTED)))}")
+                              f"{', '.join(sorted(untrusted - trusted))}")
     payload = sio.loads(data, trusted=sorted(untrusted))
     return {name: _head_from_payload(d) for name, d in payload.items()}
 
@@ -150,7 +198,7 @@ class Grader:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        from micrograde.models.infer import check_thresholds
+        from micrograde.models.thresholds import check_thresholds
 
         return check_thresholds(self.card.get("thresholds"))
 
@@ -201,6 +249,8 @@ class Grader:
         """The embedding store this grader reads (the backbone is loaded on first use only)."""
         if not needs_embedding([self.head]):
             return None
+        from micrograde.models.grading.embedding import Embedder, EmbedderConfig, EmbeddingStore
+
         if self._embedder is None:
             self._embedder = Embedder(EmbedderConfig.from_card(self.card["input"]["embedder"]), device=self.device)
             expected = self.card["input"].get("embedder_id")

@@ -316,10 +316,10 @@ def _feature_card(feats) -> list[dict]:
 
 def _card(model_id, cfg, table, counts, chosen, evaluation, calibration, files, embedder, feats, command_line,
           warnings) -> dict:
-    from micrograde.models.checkpoint import _jsonable, versions
+    from micrograde.models.cards import jsonable, versions
 
     weights = embedder.weights.to_dict() if embedder is not None else None
-    return _jsonable({
+    return jsonable({
         "schema": 2,
         "kind": "grader",
         "id": model_id,

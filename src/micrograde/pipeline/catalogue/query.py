@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from micrograde.pipeline.catalogue.schema import Micrograph, Reject, SessionRow
+from micrograde.pipeline.catalogue.schema import Micrograph, ModelRow, Reject, SessionRow
 from micrograde.pipeline.catalogue.workspace import Workspace
 from micrograde.pipeline.features import feature_names
 
-__all__ = ["micrograph_table", "micrograph_paths", "session_cache_keys", "spread_features", "features_present",
-           "reject_table", "reject_counts"]
+__all__ = ["ModelNotFoundError", "latest_model_id", "micrograph_table", "micrograph_paths", "session_cache_keys",
+           "spread_features", "features_present", "reject_table", "reject_counts"]
 
 _SESSION_COLUMNS = ("microscope", "detector", "grid_material", "grid_maker", "dose")
 
@@ -127,3 +127,20 @@ def reject_counts(ws: Workspace) -> dict[str, int]:
     df = reject_table(ws)
     return {str(k): int(v) for k, v in df["reason"].value_counts().sort_index().items()}
 
+
+class ModelNotFoundError(LookupError):
+    """No trained model (or not the one asked for) in the workspace."""
+
+
+def latest_model_id(ws: Workspace, model_id: str | None = None) -> str:
+    """``model_id`` when the workspace has it, else its most recent model; :class:`ModelNotFoundError` if none."""
+    with ws.session() as s:
+        if model_id:
+            if s.get(ModelRow, model_id) is None:
+                known = s.execute(select(ModelRow.id)).scalars().all()
+                raise ModelNotFoundError(f"no model {model_id!r} in {ws.root} (have: {', '.join(known) or 'none'})")
+            return model_id
+        row = s.execute(select(ModelRow).order_by(ModelRow.created_at.desc())).scalars().first()
+    if row is None:
+        raise ModelNotFoundError(f"no trained model in {ws.root}: run `micrograde train --workspace {ws.root}` first")
+    return row.id
