@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=None, help="simulated training micrographs (default: the default)")
     ap.add_argument("--n-test", type=int, default=10, help="test micrographs per held-out session")
     ap.add_argument("--seed-test", type=int, default=5000)
+    ap.add_argument("--train-family", choices=("both", "a", "b"), default="both",
+                    help="train on the other sessions of this family only (a or b: the other family's held-out "
+                         "session then measures a change of rendering family)")
     args = ap.parse_args()
 
     import torch
@@ -65,16 +68,19 @@ def main() -> None:
     cfg = MaskTrainConfig(**{k: _value(v) for k, v in updates.items()})
     n_train = args.n_train or DEFAULT_SIM_COUNT
     a, b = family_sessions("a"), family_sessions("b")
-    held, train = (a[0], b[0]), a[1:] + b[1:]
+    held, train = (a[0], b[0]), {"both": a[1:] + b[1:], "a": a[1:], "b": b[1:]}[args.train_family]
     started = time.time()
     torch.set_num_threads(cfg.threads)
     with tempfile.TemporaryDirectory() as tmp:
         train_on(Path(tmp) / "m", train, cfg, n_train, "dev_masks")
         model = load_mask_model(Path(tmp) / "m")
-        rows = {s.name: evaluate_iou(model, [s], args.n_test, args.seed_test, regions=True)["iou"] for s in held}
+        results = {s.name: evaluate_iou(model, [s], args.n_test, args.seed_test, regions=True) for s in held}
+    rows = {name: r["iou"] for name, r in results.items()}
     names = [c.name for c in MASK_CLASSES]
     tag = ",".join(args.set) or "defaults"
-    print(f"\n**{tag}** (n_train {n_train}, {cfg.steps} steps)\n")
+    if args.train_family != "both":
+        tag += f",train-{args.train_family}"
+    print(f"\n**{tag}** (n_train {n_train}, {cfg.steps} steps, trained on family {args.train_family})\n")
     print("| held-out session | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for name, iou in rows.items():
         print(f"| {name} | " + " | ".join("n/a" if iou[n] is None else f"{iou[n]:.2f}" for n in names) + " |")
@@ -86,6 +92,7 @@ def main() -> None:
     out = HERE / "results" / f"dev_masks-{tag.replace('=', '-').replace(',', '_')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"set": updates, "n_train": n_train, "iou": rows, **summary,
+                               "confusion": {name: r["confusion"] for name, r in results.items()},
                                "config": cfg.model_dump(), "seconds": round(time.time() - started, 1)}, indent=2))
 
 
