@@ -21,7 +21,8 @@ Printed: mean macro-F1 per scenario kind and over all of them.
 
 ``--areas``: also the mask model's area fractions as inputs ("segmentation for classification",
 issue 12): each micrograph is segmented by the default mask model (built on first use), and two
-more candidates are tried, ``physics+areas`` and ``baseline+areas`` (forests), with
+more candidates are tried, ``physics+areas`` (the physics forest's blocks, its session block included,
+and the areas) and ``baseline+areas`` (forests), with
 ``chosen+areas`` the grader's choice among all of them.
 
 Run by hand (about 5 minutes on 2 CPU cores once the collections are cached; ``--areas`` adds the
@@ -119,10 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     positions = {k: i for i, k in enumerate(keys)}
     extra = {}
     if args.areas:
-        from micrograde.models.grading.heads import PHYSICAL_BLOCKS, HeadSpec
+        from micrograde.models.grading.heads import HEADS, HeadSpec
 
         features.blocks["areas"] = area_block(root, data)
-        extra = {"physics+areas": HeadSpec("physics+areas", "", (*PHYSICAL_BLOCKS, "areas"), "forest"),
+        # the physics forest's own blocks (its session block included), and the area fractions
+        extra = {"physics+areas": HeadSpec("physics+areas", "", (*HEADS["physics"].physical, "areas"), "forest"),
                  "baseline+areas": HeadSpec("baseline+areas", "", ("level", "scores", "areas"), "forest")}
     from unittest import mock
 
