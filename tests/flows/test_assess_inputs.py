@@ -92,3 +92,70 @@ def test_the_assess_flow_checks_its_inputs_before_ingesting(prefect_harness, inp
         )
     with Workspace.open(inputs["ws"]) as ws:
         assert micrograph_table(ws).empty and not any(ws.reports_dir.iterdir())
+
+
+def _register_grader(ws_root: Path, model_id: str) -> Path:
+    """A small grader (a baseline forest) saved and registered in the workspace as `train` would."""
+    import json
+
+    from micrograde.models.grading.features import Features
+    from micrograde.models.grading.grader import save_heads
+    from micrograde.models.grading.heads import fit_head
+    from micrograde.pipeline.catalogue.schema import ModelRow
+    from micrograde.pipeline.config import LABELS
+
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    feats = Features([f"k{i}" for i in range(30)], {"level": (rng.normal(size=(30, 8)) + y[:, None]).astype(np.float32),
+                                                    "scores": rng.normal(size=(30, 5)).astype(np.float32)})
+    with Workspace.open(ws_root) as ws:
+        folder = ws.models_dir / model_id
+        folder.mkdir(parents=True)
+        card = {"id": model_id, "kind": "grader", "classes": list(LABELS), "head": "baseline",
+                "backbone": {"name": "none"}, "input": {"preprocess": {}, "measures": []},
+                "files": {"heads": save_heads(folder, {"baseline": fit_head("baseline", feats, y)})}}
+        (folder / "card.json").write_text(json.dumps(card))
+        with ws.transaction() as s:
+            s.add(ModelRow(id=model_id, path=str(folder), backbone="none", card=card))
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["altered", "untrusted"])
+def test_an_altered_or_untrusted_grader_is_exit_1_with_one_line_before_any_work(inputs, damage):
+    """The grader's files are checked with the other inputs: nothing ingested, no report, no traceback. The
+    untrusted case runs the command in a fresh process, as a user does: this test process imported skops
+    itself, whose default trust (every scikit-learn estimator) then applies (grader._skops_io)."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import skops.io as sio
+    from sklearn.svm import SVC
+
+    folder = _register_grader(inputs["ws"], "model-damaged")
+    heads = folder / "heads.skops"
+    if damage == "altered":
+        heads.write_bytes(heads.read_bytes() + b"x")
+        result = _assess(inputs)
+        code, output, message = result.exit_code, result.output, "does not match the SHA-256"
+    else:  # a scikit-learn estimator the heads are not made of (skops itself would trust it), digest updated
+        data = sio.dumps({"baseline": {"forest": SVC().fit(np.random.default_rng(1).random((9, 2)),
+                                                           np.arange(9) % 3)}})
+        heads.write_bytes(data)
+        card = json.loads((folder / "card.json").read_text())
+        card["files"]["heads"]["sha256"] = hashlib.sha256(data).hexdigest()
+        (folder / "card.json").write_text(json.dumps(card))
+        env = {**os.environ, "MICROGRADE_PREFECT_API": "private", "PREFECT_HOME": str(inputs["ws"] / ".prefect")}
+        env.pop("PREFECT_API_URL", None)
+        done = subprocess.run([sys.executable, "-m", "micrograde", "assess", str(inputs["src"]), "--workspace",
+                               str(inputs["ws"])], capture_output=True, text=True, env=env, timeout=300)
+        code, output, message = done.returncode, done.stdout + done.stderr, "does not trust: sklearn.svm"
+    assert code == 1, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: model model-damaged") and message in lines[0], output
+    assert "Traceback" not in output
+    with Workspace.open(inputs["ws"]) as ws:
+        assert micrograph_table(ws).empty, "nothing ingested"
+        assert not any(ws.reports_dir.iterdir()), "no report folder"

@@ -28,7 +28,8 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
     """Check ``cfg``'s files, thresholds and model; returns the model id to grade with.
 
     Raises :class:`AssessInputError` for a bad STAR/.cs file, threshold or ``--model`` id; the
-    model errors of :mod:`micrograde.models.checkpoint` (``ModelLoadError``, ``ModelCardMismatch``)
+    model errors of :mod:`micrograde.models.cards` (``ModelLoadError``, ``ModelCardMismatch``; a grader's file
+    that is altered, outside its folder or of untrusted types is a ``GraderFileError``, a ``ModelLoadError``)
     for an unusable model, and ``ModelNotFoundError`` when the workspace has no model at all.
     """
     from micrograde.models.cards import check_card, read_card
@@ -57,4 +58,7 @@ def check_assess_inputs(ws: Workspace, cfg: AssessConfig) -> str:
             raise AssessInputError(str(exc)) from exc
         raise
     check_card(read_card(ws.models_dir / model_id))
+    from micrograde.models.grading.grader import check_grader_files
+
+    check_grader_files(ws.models_dir / model_id)  # altered, replaced or untrusted files: before any work
     return model_id

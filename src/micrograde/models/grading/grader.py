@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from micrograde.models.grading.embedding import Embedder, EmbeddingStore
 
 __all__ = ["HEADS_FILE", "TRAINING_FILE", "GraderFileError", "save_heads", "load_heads", "model_file", "load_grader",
+           "check_grader_files",
            "read_training_rows",
            "apply_temperature_to_probs", "Grader"]
 
@@ -135,16 +136,35 @@ def _head_from_payload(d: Mapping) -> FittedHead:
                       d["linear"], d["pca"], blocks=_saved_blocks(d), members=members)
 
 
-def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
-    """Load the heads a card entry names (digest, folder and types checked)."""
-    _path, data = model_file(model_dir, entry)
-    sio, trusted = _skops_io(), set(_trusted())
-    untrusted = set(sio.get_untrusted_types(data=data))
+def _audited(model_dir: Path, data: bytes) -> list[str]:
+    """The non-default types of a heads file's bytes, once checked to be the heads' own (GraderFileError)."""
+    trusted = set(_trusted())
+    untrusted = set(_skops_io().get_untrusted_types(data=data))
     if not untrusted <= trusted:
         raise GraderFileError(f"model {Path(model_dir).name}: {HEADS_FILE} holds types micrograde does not trust: "
                               f"{', '.join(sorted(untrusted - trusted))}")
-    payload = sio.loads(data, trusted=sorted(untrusted))
+    return sorted(untrusted)
+
+
+def load_heads(model_dir: Path, entry: Mapping) -> dict[str, FittedHead]:
+    """Load the heads a card entry names (digest, folder and types checked)."""
+    _path, data = model_file(model_dir, entry)
+    payload = _skops_io().loads(data, trusted=_audited(model_dir, data))
     return {name: _head_from_payload(d) for name, d in payload.items()}
+
+
+def check_grader_files(model_dir: Path) -> None:
+    """The checks loading a grader makes of its files, made before any work (a command's input checks): every
+    file its card names is in its folder and matches its SHA-256, and its heads file holds only the heads'
+    own types (:class:`GraderFileError`). Nothing is unpickled or built. A folder of another kind passes."""
+    card = read_card(Path(model_dir))
+    if card.get("kind") != "grader":
+        return
+    for name, entry in (card.get("files") or {}).items():
+        if isinstance(entry, Mapping) and "file" in entry:
+            _path, data = model_file(model_dir, entry)
+            if name == "heads":
+                _audited(model_dir, data)
 
 
 def _saved_blocks(d: Mapping) -> tuple[str, ...]:
