@@ -146,13 +146,13 @@ def session_references(ws, predictor, rows: pd.DataFrame, known: dict[str, list[
     references = workspace_references(ws, rows["session"].dropna().unique(), key, known)
     ctf = _ctf_read(predictor)
     known_rows = {} if known_rows is None else known_rows
+    if ctf:
+        reference_rows(ws, references, known_rows)  # one query for the sessions not read yet in this run
 
     def values(session: str, keys: list[str]) -> list[float] | None:
         if not ctf:
             return None
-        refs = reference_rows(ws, {session: keys}, known_rows)
-        by_key = (refs.drop_duplicates("cache_key", keep="last").set_index("cache_key") if refs is not None
-                  else pd.DataFrame())
+        by_key = known_rows[session].drop_duplicates("cache_key", keep="last").set_index("cache_key")
         return [float(pd.to_numeric(by_key.at[k, n], errors="coerce"))
                 if k in by_key.index and n in by_key.columns else float("nan") for k in keys for n in ctf]
 
@@ -160,25 +160,28 @@ def session_references(ws, predictor, rows: pd.DataFrame, known: dict[str, list[
     return rows.assign(session_reference=[digests.get(str(s), "none") for s in rows["session"]]), references
 
 
-def _reference_warnings(ws, predictor, table: pd.DataFrame) -> list:
+def _reference_warnings(ws, predictor, table: pd.DataFrame, known: dict[str, list[str]] | None = None) -> list:
     """Warnings for the sessions a session-measuring grader graded against its training median (too few
-    micrographs to stand for themselves)."""
+    micrographs to stand for themselves). ``known``: the references the run's grading read
+    (:func:`workspace_references`), so the catalogue is not asked again."""
     if not getattr(predictor, "needs_session", False) or "session" not in table.columns:
         return []
     from micrograde.models.grading.sessions import MIN_REFERENCE
     from micrograde.pipeline.report.ood import reference_warnings
 
-    _rows, refs = session_references(ws, predictor, table[["session"]].dropna().drop_duplicates())
-    return reference_warnings({s: len(keys) for s, keys in (refs or {}).items()}, minimum=MIN_REFERENCE)
+    key = predictor.card["input"]["preprocess"].get("preprocess_key")
+    refs = workspace_references(ws, table["session"].dropna().unique(), key, known)
+    return reference_warnings({s: len(keys) for s, keys in refs.items()}, minimum=MIN_REFERENCE)
 
 
 def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consensus: pd.DataFrame | None = None,
-                   counts: dict | None = None) -> Iterator[pd.DataFrame]:
+                   counts: dict | None = None, known: dict[str, list[str]] | None = None) -> Iterator[pd.DataFrame]:
     """The predictions table of micrographs ``ids``, ``cfg.chunk_size`` micrographs at a time (in id order).
 
     Each chunk reads its own catalogue rows and cached inputs and is dropped by the caller before
     the next is made, so no per-micrograph data of the whole run is held here. ``counts`` (when
-    given) gains ``n_cached``: predictions found in the model's prediction cache.
+    given) gains ``n_cached``: predictions found in the model's prediction cache. ``known`` (when given)
+    gains the sessions' references read for the grading (:func:`workspace_references`).
     """
     from micrograde.models.batch_predict import predict_cached
     from micrograde.models.thresholds import apply_thresholds
@@ -191,7 +194,7 @@ def predict_chunks(ws, predictor, ids: Sequence[int], cfg: AssessConfig, consens
     # one set of CTF columns for the whole run, so every chunk has the same columns: a query of the
     # stored features alone, chunk by chunk, stopping once every CTF column has a value
     ctf = features_present(ws, ids, feature_names("ctf"), chunk_size=cfg.chunk_size)
-    known: dict[str, list[str]] = {}  # each session's reference, read from the catalogue once per run
+    known = {} if known is None else known  # each session's reference, read from the catalogue once per run
     known_rows: dict[str, pd.DataFrame] = {}  # and its micrographs' catalogue rows (CTF estimates), likewise
     for part in chunks:
         rows, references = session_references(ws, predictor, micrograph_table(ws, part), known, known_rows)
@@ -248,13 +251,14 @@ def report_task(ctx: RunContext, name: str, model_id: str, ids: list[int], rejec
         return ws.root / ".locks" / f"report-{folder}.lock"
 
     counts: dict[str, int] = {}
+    references: dict[str, list[str]] = {}  # sessions' references, read once for grading and warnings
     with file_lock(lock_of(name)):
         remove_stale(staging, name, lock_of)
         with staged_folder(report_dir, staging) as folder:
             sink = PredictionSink(folder)
             try:
                 with tqdm(total=len(ids), desc="predict", unit="micrograph", disable=not ctx.progress) as bar:
-                    for chunk in predict_chunks(ws, predictor, ids, cfg, consensus, counts):
+                    for chunk in predict_chunks(ws, predictor, ids, cfg, consensus, counts, references):
                         if mask_model is not None:  # masks of this chunk: written now, only their names kept
                             chunk, results = compute_masks(mask_model, chunk, stems=stems)
                             write_mask_outputs(folder, chunk, results)
@@ -268,7 +272,7 @@ def report_task(ctx: RunContext, name: str, model_id: str, ids: list[int], rejec
             except BaseException:
                 sink.abort()
                 raise
-            warnings = ood_warnings(table, predictor.card) + _reference_warnings(ws, predictor, table)
+            warnings = ood_warnings(table, predictor.card) + _reference_warnings(ws, predictor, table, references)
             run_info = {**run_info, "inputs_digest": digest_of(sorted(table["cache_key"]))}
             files = write_outputs(folder, table, card=predictor.card, rejects=rejects, get_images=get_images,
                                   run_info=run_info, warnings=warnings, review_url=cfg.review_url, star=cfg.star,
